@@ -1,0 +1,177 @@
+"""Run workflows under fault plans and report what happened, for tests and simulations."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import temporalio.client
+from temporalio.client import WorkflowFailureError
+
+from ._bridge import EventLoopThread
+from ._interceptor import injecting
+from ._log import FaultLog
+from ._plan import FaultPlan, Injection, plan_to_json
+
+T = TypeVar("T")
+
+_counter = itertools.count()
+
+
+def unique_id(prefix: str) -> str:
+    """A workflow id unique to this process run: isolates examples on a shared server."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}-{next(_counter)}"
+
+
+@dataclass(frozen=True)
+class RunOutcome(Generic[T]):
+    """What one workflow run under a plan did."""
+
+    workflow_id: str
+    plan: FaultPlan | None
+    result: T | None
+    error: WorkflowFailureError | None
+    injections: tuple[Injection, ...]
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the workflow completed."""
+        return self.error is None
+
+    @property
+    def cause(self) -> BaseException | None:
+        """The failure that failed the workflow, unwrapped from ``WorkflowFailureError``."""
+        return None if self.error is None else self.error.cause
+
+    def describe(self) -> str:
+        """A multi-line report: plan, injections and result."""
+        lines = [f"workflow {self.workflow_id}: {'completed' if self.succeeded else 'failed'}"]
+        if self.plan is not None:
+            lines.append(f"  plan: {self.plan.describe()}".replace("\n", "; "))
+            lines.append(f"  reproduce: faults.plan_from_json({plan_to_json(self.plan)!r})")
+        lines.extend(
+            f"  injected {i.detail} on {i.activity} attempt {i.attempt}" for i in self.injections
+        )
+        lines.append(f"  result: {self.result!r}" if self.succeeded else f"  error: {self.cause}")
+        return "\n".join(lines)
+
+
+def report_to_hypothesis(outcome: RunOutcome[Any]) -> None:
+    """Inside a Hypothesis test, ``note()`` the outcome and ``event()`` each injection.
+
+    Call it from the test's own thread (:meth:`FaultHarness.run` does).
+    """
+    try:
+        from hypothesis import currently_in_test_context, event, note
+    except ImportError:  # pragma: no cover - hypothesis is optional at run time
+        return
+    if not currently_in_test_context():
+        return
+    note(outcome.describe())
+    for injection in outcome.injections:
+        event(f"fault: {injection.kind} on {injection.activity}")
+    if not outcome.injections:
+        event("fault: none injected")
+
+
+class FaultHarness:
+    """Runs workflows on one task queue under fault plans.
+
+    Each run gets a unique workflow id, carries its plan in headers, and
+    returns a :class:`RunOutcome` with the injections the log recorded for it.
+    Inside a Hypothesis test each synchronous run is also reported with ``note()`` (the
+    plan, a one-line reproduction and the injections) and each injection with
+    ``event()``, so ``--hypothesis-show-statistics`` shows fault coverage.
+    """
+
+    def __init__(
+        self,
+        client: temporalio.client.Client,
+        task_queue: str,
+        log: FaultLog,
+        *,
+        loop: EventLoopThread | None = None,
+        id_prefix: str = "run",
+    ) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.log = log
+        self.loop = loop
+        self.id_prefix = id_prefix
+
+    async def execute(
+        self,
+        workflow: Callable[..., Awaitable[T]] | str,
+        *args: Any,
+        plan: FaultPlan | None = None,
+        id: str | None = None,
+        **options: Any,
+    ) -> RunOutcome[T]:
+        """Run one workflow to its end under ``plan``; a workflow failure is an outcome, not an error."""
+        workflow_id = id or unique_id(self.id_prefix)
+        result: Any = None
+        error: WorkflowFailureError | None = None
+        with injecting(plan):
+            handle = await self.client.start_workflow(
+                workflow,  # type: ignore[arg-type]
+                args=list(args),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                **options,
+            )
+        try:
+            result = await handle.result()
+        except WorkflowFailureError as err:
+            error = err
+        outcome: RunOutcome[T] = RunOutcome(
+            workflow_id=workflow_id,
+            plan=plan,
+            result=result,
+            error=error,
+            injections=tuple(self.log.for_workflow(workflow_id)),
+        )
+        return outcome
+
+    def run(
+        self,
+        workflow: Callable[..., Awaitable[T]] | str,
+        *args: Any,
+        plan: FaultPlan | None = None,
+        id: str | None = None,
+        timeout: float | None = 120.0,
+        **options: Any,
+    ) -> RunOutcome[T]:
+        """Synchronous :meth:`execute`, for ``@given`` tests and state-machine rules."""
+        if self.loop is None:
+            raise RuntimeError("FaultHarness.run() needs loop=EventLoopThread(); or await execute()")
+        outcome = self.loop.run(
+            self.execute(workflow, *args, plan=plan, id=id, **options), timeout=timeout
+        )
+        report_to_hypothesis(outcome)
+        return outcome
+
+    def run_many(
+        self,
+        workflow: Callable[..., Awaitable[T]] | str,
+        args: Sequence[Sequence[Any]],
+        *,
+        plan: FaultPlan | None = None,
+        timeout: float | None = 600.0,
+    ) -> list[RunOutcome[T]]:
+        """Run several workflows concurrently under one plan (synchronous)."""
+        import asyncio
+
+        async def _all() -> list[RunOutcome[T]]:
+            return list(
+                await asyncio.gather(*(self.execute(workflow, *a, plan=plan) for a in args))
+            )
+
+        if self.loop is None:
+            raise RuntimeError("FaultHarness.run_many() needs loop=EventLoopThread()")
+        outcomes = self.loop.run(_all(), timeout=timeout)
+        for outcome in outcomes:
+            report_to_hypothesis(outcome)
+        return outcomes

@@ -1,0 +1,296 @@
+"""Interceptors that carry a fault plan with its workflow and inject its faults.
+
+* The client interceptor stamps the plan of :func:`injecting` on workflows it
+  starts, as a Temporal header.
+* The workflow interceptor copies that header onto every activity, local
+  activity, child workflow and continue-as-new the workflow issues, with a key
+  naming each activity call, so the plan follows its workflow to whichever
+  worker runs the work.
+* The activity interceptor decides, from the plan and the attempt's identity,
+  whether to inject a fault, records it, and makes it happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from typing import Any, NoReturn
+
+import temporalio.activity
+import temporalio.client
+import temporalio.workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ActivityOutboundInterceptor,
+    ContinueAsNewInput,
+    ExecuteActivityInput,
+    ExecuteWorkflowInput,
+    Interceptor,
+    StartActivityInput,
+    StartChildWorkflowInput,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
+)
+
+from ._log import FaultLog
+from ._plan import (
+    ActivityCall,
+    Delay,
+    Duplicate,
+    Fail,
+    Fault,
+    FaultPlan,
+    FaultPlanError,
+    HeartbeatLoss,
+    Injection,
+    check_plan_against,
+    plan_from_json,
+    plan_to_json,
+)
+
+PLAN_HEADER = "workflow-resilience-fault-plan"
+"""Temporal header that carries a workflow's fault plan (JSON)."""
+
+KEY_HEADER = "workflow-resilience-fault-key"
+"""Temporal header that carries an activity call's key."""
+
+INJECTED_FAILURE_TYPE = "InjectedFault"
+"""``ApplicationError.type`` of failures raised by :class:`~faults.Fail`."""
+
+LOST_COMPLETION_TYPE = "InjectedLostCompletion"
+"""``ApplicationError.type`` of failures raised by :class:`~faults.Duplicate`."""
+
+_current_plan: ContextVar[FaultPlan | None] = ContextVar("faults_current_plan", default=None)
+
+
+@contextlib.contextmanager
+def injecting(plan: FaultPlan | None) -> Iterator[None]:
+    """Workflows started inside this block (by a client with the fault plugin) carry ``plan``."""
+    token = _current_plan.set(plan)
+    try:
+        yield
+    finally:
+        _current_plan.reset(token)
+
+
+def _payload(text: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+
+
+def plan_header(plan: FaultPlan) -> Payload:
+    """The header payload that carries ``plan``."""
+    return _payload(plan_to_json(plan))
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class _ClientOutbound(temporalio.client.OutboundInterceptor):
+    async def start_workflow(
+        self, input: temporalio.client.StartWorkflowInput
+    ) -> temporalio.client.WorkflowHandle[Any, Any]:
+        plan = _current_plan.get()
+        if plan is not None:
+            input.headers = {**input.headers, PLAN_HEADER: plan_header(plan)}
+        return await super().start_workflow(input)
+
+
+class FaultClientInterceptor(temporalio.client.Interceptor):
+    """Client interceptor: stamps the plan of :func:`injecting` on started workflows."""
+
+    def intercept_client(
+        self, next: temporalio.client.OutboundInterceptor
+    ) -> temporalio.client.OutboundInterceptor:
+        """See base class."""
+        return _ClientOutbound(next)
+
+
+# --------------------------------------------------------------------------- workflow side
+
+
+def _call_key(input: StartActivityInput | StartLocalActivityInput) -> str:
+    if input.activity_id:
+        return input.activity_id
+    payloads = temporalio.workflow.payload_converter().to_payloads(input.args)
+    digest = hashlib.sha256()
+    for payload in payloads:
+        digest.update(payload.data)
+    return f"{input.activity}:{digest.hexdigest()[:16]}"
+
+
+def _with_plan(headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
+    header = temporalio.workflow.info().headers.get(PLAN_HEADER)
+    return headers if header is None else {**headers, PLAN_HEADER: header}
+
+
+class _WorkflowOutbound(WorkflowOutboundInterceptor):
+    def start_activity(self, input: StartActivityInput) -> temporalio.workflow.ActivityHandle[Any]:
+        input.headers = {**_with_plan(input.headers), KEY_HEADER: _payload(_call_key(input))}
+        return super().start_activity(input)
+
+    def start_local_activity(
+        self, input: StartLocalActivityInput
+    ) -> temporalio.workflow.ActivityHandle[Any]:
+        input.headers = {**_with_plan(input.headers), KEY_HEADER: _payload(_call_key(input))}
+        return super().start_local_activity(input)
+
+    async def start_child_workflow(
+        self, input: StartChildWorkflowInput
+    ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
+        input.headers = _with_plan(input.headers)
+        return await super().start_child_workflow(input)
+
+    def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
+        input.headers = _with_plan(input.headers)
+        super().continue_as_new(input)
+
+
+class _WorkflowInbound(WorkflowInboundInterceptor):
+    activity_names: frozenset[str] | None = None
+
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_WorkflowOutbound(outbound))
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        header = temporalio.workflow.info().headers.get(PLAN_HEADER)
+        if header is not None and self.activity_names is not None:
+            try:
+                check_plan_against(plan_from_json(header.data), self.activity_names)
+            except FaultPlanError as err:
+                raise ApplicationError(str(err), type="FaultPlanError", non_retryable=True) from None
+        return await super().execute_workflow(input)
+
+
+# --------------------------------------------------------------------------- activity side
+
+
+class _ActivityOutbound(ActivityOutboundInterceptor):
+    heartbeats_left: int | None = None
+
+    def heartbeat(self, *details: Any) -> None:
+        if self.heartbeats_left is not None:
+            if self.heartbeats_left <= 0:
+                return
+            self.heartbeats_left -= 1
+        super().heartbeat(*details)
+
+
+class _ActivityInbound(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, owner: FaultWorkerInterceptor) -> None:
+        super().__init__(next)
+        self._owner = owner
+        self._outbound: _ActivityOutbound | None = None
+
+    def init(self, outbound: ActivityOutboundInterceptor) -> None:
+        self._outbound = _ActivityOutbound(outbound)
+        super().init(self._outbound)
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        plan = self._owner.plan_for(input.headers)
+        if plan is None:
+            return await self.next.execute_activity(input)
+        info = temporalio.activity.info()
+        key_header = input.headers.get(KEY_HEADER)
+        call = ActivityCall(
+            workflow_id=info.workflow_id or "",
+            activity=info.activity_type,
+            key=key_header.data.decode() if key_header is not None else info.activity_id,
+            attempt=info.attempt,
+        )
+        fault = plan.decide(call)
+        if fault is None:
+            return await self.next.execute_activity(input)
+        self._owner.log.record(
+            Injection(
+                kind=fault.kind,
+                detail=fault.describe(),
+                workflow_id=call.workflow_id,
+                activity=call.activity,
+                key=call.key,
+                attempt=call.attempt,
+                at=time.time(),
+            )
+        )
+        return await self._inject(fault, call, input)
+
+    async def _inject(self, fault: Fault, call: ActivityCall, input: ExecuteActivityInput) -> Any:
+        where = f"{call.activity} attempt {call.attempt} of workflow {call.workflow_id}"
+        if isinstance(fault, Fail):
+            raise ApplicationError(
+                f"injected fault: {fault.describe()} on {where}",
+                type=INJECTED_FAILURE_TYPE,
+                non_retryable=not fault.retryable,
+            )
+        if isinstance(fault, Delay):
+            if fault.at == "before":
+                await asyncio.sleep(fault.seconds)
+                return await self.next.execute_activity(input)
+            result = await self.next.execute_activity(input)
+            await asyncio.sleep(fault.seconds)
+            return result
+        if isinstance(fault, Duplicate):
+            await self.next.execute_activity(input)
+            raise ApplicationError(
+                f"injected fault: completion of {where} lost after its body ran",
+                type=LOST_COMPLETION_TYPE,
+            )
+        if isinstance(fault, HeartbeatLoss):
+            assert self._outbound is not None
+            self._outbound.heartbeats_left = fault.after
+            return await self.next.execute_activity(input)
+        raise AssertionError(f"unhandled fault {fault!r}")  # pragma: no cover
+
+
+class FaultWorkerInterceptor(Interceptor):
+    """Worker interceptor that injects the faults of each workflow's plan.
+
+    ``plan`` is a default applied to activities whose workflow carries no plan.
+    ``activity_names`` (the activities the worker registers) lets a workflow
+    whose plan names no registered activity fail at once with a clear error.
+    """
+
+    def __init__(
+        self,
+        log: FaultLog,
+        *,
+        plan: FaultPlan | None = None,
+        activity_names: frozenset[str] | None = None,
+    ) -> None:
+        self.log = log
+        self.plan = plan
+        self.activity_names = activity_names
+        self._decoded: dict[bytes, FaultPlan] = {}
+        inbound = type(
+            "FaultWorkflowInbound", (_WorkflowInbound,), {"activity_names": activity_names}
+        )
+        self._workflow_class: type[WorkflowInboundInterceptor] = inbound
+
+    def plan_for(self, headers: Mapping[str, Payload]) -> FaultPlan | None:
+        """The plan that governs an activity with these headers."""
+        header = headers.get(PLAN_HEADER)
+        if header is None:
+            return self.plan
+        plan = self._decoded.get(header.data)
+        if plan is None:
+            if len(self._decoded) > 1024:
+                self._decoded.clear()
+            plan = self._decoded[header.data] = plan_from_json(header.data)
+        return plan
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """See base class."""
+        return _ActivityInbound(next, self)
+
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
+        """See base class."""
+        return self._workflow_class

@@ -1,0 +1,78 @@
+"""The record of every injected fault."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._plan import Injection
+
+
+class FaultLog:
+    """A thread-safe, append-only record of injected faults.
+
+    Workers append to it; tests read it. With ``path`` each injection is also
+    appended to a JSON-lines file, so workers in other processes can report to
+    one place (read it back with :meth:`load`).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._lock = threading.Lock()
+        self._records: list[Injection] = []
+        self.path = Path(path) if path is not None else None
+
+    def record(self, injection: Injection) -> None:
+        """Append one injection."""
+        with self._lock:
+            self._records.append(injection)
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(injection.to_dict()) + "\n")
+
+    def records(self) -> list[Injection]:
+        """A snapshot of all injections so far, in order."""
+        with self._lock:
+            return list(self._records)
+
+    def __iter__(self) -> Iterator[Injection]:
+        return iter(self.records())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def for_workflow(self, workflow_id: str) -> list[Injection]:
+        """The injections made on activities of one workflow."""
+        return [r for r in self.records() if r.workflow_id == workflow_id]
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Number of injections by (fault kind, activity)."""
+        return Counter((r.kind, r.activity) for r in self.records())
+
+    def summary(self) -> str:
+        """A human-readable table of injections by kind and activity."""
+        counts = self.counts()
+        if not counts:
+            return "no faults injected"
+        width = max(len(activity) for _, activity in counts)
+        lines = [f"{sum(counts.values())} faults injected:"]
+        for (kind, activity), n in sorted(counts.items()):
+            lines.append(f"  {kind:<15} {activity:<{width}} {n:>6}")
+        return "\n".join(lines)
+
+    def clear(self) -> None:
+        """Forget every record (the file, if any, is left alone)."""
+        with self._lock:
+            self._records.clear()
+
+    @staticmethod
+    def load(path: str | Path) -> list[Injection]:
+        """Read injections written by a log with ``path`` (possibly another process's)."""
+        file = Path(path)
+        if not file.exists():
+            return []
+        with file.open(encoding="utf-8") as lines:
+            return [Injection(**json.loads(line)) for line in lines if line.strip()]

@@ -1,0 +1,500 @@
+"""Fault kinds and fault plans: which activity executions get which faults.
+
+Everything here is pure and deterministic: a plan's decision for one activity
+execution depends only on the plan (its seed and entries) and the execution's
+identity, never on wall-clock time, scheduling order or concurrency. The module
+imports nothing but the standard library so it can run inside the workflow
+sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, ClassVar, Literal, Union
+
+
+class FaultPlanError(ValueError):
+    """A fault plan, rule or fault kind was given a bad value.
+
+    The message names the offending field and says how to fix it.
+    """
+
+
+def _check_probability(owner: str, name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise FaultPlanError(f"{owner}.{name}={value!r} is not a number; pass a probability in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise FaultPlanError(
+            f"{owner}.{name}={value!r} is outside [0, 1]; pass a probability such as 0.1"
+        )
+
+
+def _check_non_negative(owner: str, name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        raise FaultPlanError(f"{owner}.{name}={value!r} is not a number; pass seconds >= 0")
+    if value < 0:
+        raise FaultPlanError(f"{owner}.{name}={value!r} is negative; pass a duration in seconds >= 0")
+
+
+def _check_pattern(owner: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise FaultPlanError(
+            f"{owner}.activity={value!r} must be a non-empty activity name or glob such as 'charge_*'"
+        )
+
+
+# --------------------------------------------------------------------------- fault kinds
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The attempt raises before its body runs.
+
+    A retryable failure is retried under the activity's retry policy; a
+    non-retryable one fails the activity at once.
+    """
+
+    retryable: bool = True
+    kind: ClassVar[str] = "fail"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.retryable, bool):
+            raise FaultPlanError(f"Fail.retryable={self.retryable!r} must be True or False")
+
+    def describe(self) -> str:
+        """A short human description, used in logs and reports."""
+        return "fail" if self.retryable else "fail(non-retryable)"
+
+
+@dataclass(frozen=True)
+class Delay:
+    """The attempt is held for ``seconds`` before (or after) its body.
+
+    Past the activity's start-to-close timeout the server times the attempt out
+    and retries it; a body held ``after`` has already run, so its late
+    completion is rejected and the retry runs the body again (a zombie).
+    """
+
+    seconds: float
+    at: Literal["before", "after"] = "before"
+    kind: ClassVar[str] = "delay"
+
+    def __post_init__(self) -> None:
+        _check_non_negative("Delay", "seconds", self.seconds)
+        if self.at not in ("before", "after"):
+            raise FaultPlanError(f"Delay.at={self.at!r} must be 'before' or 'after' the body")
+
+    def describe(self) -> str:
+        """A short human description, used in logs and reports."""
+        return f"delay({self.seconds:g}s {self.at})"
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """The body runs to completion, then its completion is lost.
+
+    The attempt fails after its side effects happened, so Temporal retries it
+    and the body runs again: genuine at-least-once execution.
+    """
+
+    kind: ClassVar[str] = "duplicate"
+
+    def describe(self) -> str:
+        """A short human description, used in logs and reports."""
+        return "duplicate"
+
+
+@dataclass(frozen=True)
+class HeartbeatLoss:
+    """Heartbeats of the attempt after the first ``after`` are dropped.
+
+    For heartbeating activities this makes the server's heartbeat timeout fire.
+    """
+
+    after: int = 0
+    kind: ClassVar[str] = "heartbeat_loss"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.after, int) or isinstance(self.after, bool) or self.after < 0:
+            raise FaultPlanError(
+                f"HeartbeatLoss.after={self.after!r} must be an integer >= 0 "
+                "(heartbeats let through before the loss)"
+            )
+
+    def describe(self) -> str:
+        """A short human description, used in logs and reports."""
+        return f"heartbeat_loss(after {self.after})"
+
+
+Fault = Union[Fail, Delay, Duplicate, HeartbeatLoss]
+"""One injected fault."""
+
+FAULT_KINDS: Mapping[str, type[Fault]] = {
+    cls.kind: cls for cls in (Fail, Delay, Duplicate, HeartbeatLoss)
+}
+"""Fault classes by their kind name."""
+
+
+def fault_to_dict(fault: Fault) -> dict[str, Any]:
+    """Serialise one fault to a JSON-compatible dict."""
+    data: dict[str, Any] = {"kind": fault.kind}
+    data.update(fault.__dict__)
+    return data
+
+
+def fault_from_dict(data: Mapping[str, Any], where: str = "fault") -> Fault:
+    """Build one fault from :func:`fault_to_dict` output, validating every field."""
+    fields = dict(data)
+    kind = fields.pop("kind", None)
+    cls = FAULT_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise FaultPlanError(
+            f"{where}.kind={kind!r} is not a fault kind; use one of {', '.join(FAULT_KINDS)}"
+        )
+    try:
+        return cls(**fields)
+    except TypeError as err:
+        raise FaultPlanError(f"{where}: bad fields for {kind!r}: {err}") from None
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@dataclass(frozen=True)
+class ActivityCall:
+    """The identity of one activity execution attempt.
+
+    ``key`` names the call inside its workflow: the activity id the workflow
+    gave it, or else a digest of its arguments, so it does not depend on the
+    order in which concurrent activities were scheduled.
+    """
+
+    workflow_id: str
+    activity: str
+    key: str
+    attempt: int
+
+
+def _unit_interval(*parts: object) -> float:
+    """A uniform number in [0, 1) that is a pure function of ``parts``."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+# --------------------------------------------------------------------------- scripted plans
+
+
+@dataclass(frozen=True)
+class ScriptedFault:
+    """Inject ``fault`` on exactly the given activity and attempt.
+
+    ``activity`` is an activity type name or glob; ``key`` (optional) narrows it
+    to one call, matched as a glob against :attr:`ActivityCall.key`.
+    """
+
+    activity: str
+    attempt: int
+    fault: Fault
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_pattern("ScriptedFault", self.activity)
+        if not isinstance(self.attempt, int) or isinstance(self.attempt, bool) or self.attempt < 1:
+            raise FaultPlanError(
+                f"ScriptedFault.attempt={self.attempt!r} must be an integer >= 1 (attempts count from 1)"
+            )
+        if not isinstance(self.fault, tuple(FAULT_KINDS.values())):
+            raise FaultPlanError(
+                f"ScriptedFault.fault={self.fault!r} is not a fault; "
+                "use Fail(), Delay(seconds), Duplicate() or HeartbeatLoss()"
+            )
+
+    def matches(self, call: ActivityCall) -> bool:
+        """Whether this entry applies to ``call``."""
+        return (
+            call.attempt == self.attempt
+            and fnmatchcase(call.activity, self.activity)
+            and (self.key is None or fnmatchcase(call.key, self.key))
+        )
+
+    def describe(self) -> str:
+        """A one-line description such as ``charge attempt 1: fail``."""
+        where = self.activity if self.key is None else f"{self.activity}[{self.key}]"
+        return f"{where} attempt {self.attempt}: {self.fault.describe()}"
+
+
+@dataclass(frozen=True)
+class ScriptedPlan:
+    """Exact faults on exact activities and attempts: the form Hypothesis draws.
+
+    The first entry matching an execution wins.
+    """
+
+    faults: tuple[ScriptedFault, ...] = ()
+    kind: ClassVar[str] = "scripted"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.faults, tuple):
+            object.__setattr__(self, "faults", tuple(self.faults))
+        for i, entry in enumerate(self.faults):
+            if not isinstance(entry, ScriptedFault):
+                raise FaultPlanError(
+                    f"ScriptedPlan.faults[{i}]={entry!r} is not a ScriptedFault; "
+                    "build entries with ScriptedFault(activity, attempt, fault)"
+                )
+
+    def decide(self, call: ActivityCall) -> Fault | None:
+        """The fault to inject on ``call``, or ``None``."""
+        for entry in self.faults:
+            if entry.matches(call):
+                return entry.fault
+        return None
+
+    def patterns(self) -> tuple[str, ...]:
+        """The activity patterns this plan names."""
+        return tuple(entry.activity for entry in self.faults)
+
+    def describe(self) -> str:
+        """The schedule, one entry per line (or ``no faults``)."""
+        return "\n".join(e.describe() for e in self.faults) or "no faults"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-compatible dict."""
+        return {
+            "kind": self.kind,
+            "faults": [
+                {
+                    "activity": e.activity,
+                    "attempt": e.attempt,
+                    "fault": fault_to_dict(e.fault),
+                    **({"key": e.key} if e.key is not None else {}),
+                }
+                for e in self.faults
+            ],
+        }
+
+
+# --------------------------------------------------------------------------- random plans
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """Seeded probabilities of each fault kind for activities matching ``activity``.
+
+    Probabilities are per attempt and must sum to at most 1. Attempts after
+    ``until_attempt`` run clean so that retried work eventually succeeds; pass
+    ``None`` to fault every attempt.
+    """
+
+    activity: str = "*"
+    fail: float = 0.0
+    fail_non_retryable: float = 0.0
+    delay: float = 0.0
+    delay_seconds: float = 0.05
+    duplicate: float = 0.0
+    heartbeat_loss: float = 0.0
+    until_attempt: int | None = 3
+
+    _PROBABILITIES: ClassVar[tuple[str, ...]] = (
+        "fail",
+        "fail_non_retryable",
+        "delay",
+        "duplicate",
+        "heartbeat_loss",
+    )
+
+    def __post_init__(self) -> None:
+        _check_pattern("FaultRule", self.activity)
+        for name in self._PROBABILITIES:
+            _check_probability("FaultRule", name, getattr(self, name))
+        total = sum(getattr(self, name) for name in self._PROBABILITIES)
+        if total > 1.0 + 1e-9:
+            raise FaultPlanError(
+                f"FaultRule probabilities sum to {total:g} > 1 for activity {self.activity!r}; "
+                "lower fail/delay/duplicate/heartbeat_loss"
+            )
+        _check_non_negative("FaultRule", "delay_seconds", self.delay_seconds)
+        if self.until_attempt is not None and (
+            not isinstance(self.until_attempt, int) or self.until_attempt < 1
+        ):
+            raise FaultPlanError(
+                f"FaultRule.until_attempt={self.until_attempt!r} must be an integer >= 1 or None"
+            )
+
+    def choose(self, u: float) -> Fault | None:
+        """Map a uniform draw ``u`` in [0, 1) to a fault (or none)."""
+        options: tuple[tuple[float, Fault], ...] = (
+            (self.fail, Fail()),
+            (self.fail_non_retryable, Fail(retryable=False)),
+            (self.delay, Delay(self.delay_seconds)),
+            (self.duplicate, Duplicate()),
+            (self.heartbeat_loss, HeartbeatLoss()),
+        )
+        edge = 0.0
+        for probability, fault in options:
+            edge += probability
+            if u < edge:
+                return fault
+        return None
+
+
+@dataclass(frozen=True)
+class RandomPlan:
+    """Seeded random faults, for chaos and soak runs.
+
+    The first rule whose pattern matches an activity decides its faults. Each
+    attempt's draw is a hash of (seed, workflow id, activity, key, attempt).
+    """
+
+    seed: int
+    rules: tuple[FaultRule, ...] = ()
+    kind: ClassVar[str] = "random"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise FaultPlanError(f"RandomPlan.seed={self.seed!r} must be an integer")
+        if not isinstance(self.rules, tuple):
+            object.__setattr__(self, "rules", tuple(self.rules))
+        for i, rule in enumerate(self.rules):
+            if not isinstance(rule, FaultRule):
+                raise FaultPlanError(
+                    f"RandomPlan.rules[{i}]={rule!r} is not a FaultRule; build it with FaultRule(...)"
+                )
+
+    @classmethod
+    def parse(cls, spec: str, *, seed: int, activity: str = "*") -> RandomPlan:
+        """Build a one-rule plan from text such as ``fail=0.2,delay=0.1,duplicate=0.1``."""
+        values: dict[str, Any] = {}
+        allowed = (*FaultRule._PROBABILITIES, "delay_seconds", "until_attempt")
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            if not sep or name not in allowed:
+                raise FaultPlanError(
+                    f"fault spec item {item!r} is not NAME=VALUE with NAME one of {', '.join(allowed)}"
+                )
+            try:
+                values[name] = int(raw) if name == "until_attempt" else float(raw)
+            except ValueError:
+                raise FaultPlanError(f"fault spec {name}={raw!r} is not a number") from None
+        return cls(seed=seed, rules=(FaultRule(activity=activity, **values),))
+
+    def decide(self, call: ActivityCall) -> Fault | None:
+        """The fault to inject on ``call``, or ``None``."""
+        for rule in self.rules:
+            if fnmatchcase(call.activity, rule.activity):
+                if rule.until_attempt is not None and call.attempt > rule.until_attempt:
+                    return None
+                u = _unit_interval(self.seed, call.workflow_id, call.activity, call.key, call.attempt)
+                return rule.choose(u)
+        return None
+
+    def patterns(self) -> tuple[str, ...]:
+        """The activity patterns this plan names."""
+        return tuple(rule.activity for rule in self.rules)
+
+    def describe(self) -> str:
+        """A one-line description of the plan."""
+        parts = []
+        for rule in self.rules:
+            probs = ",".join(
+                f"{name}={getattr(rule, name):g}"
+                for name in FaultRule._PROBABILITIES
+                if getattr(rule, name)
+            )
+            parts.append(f"{rule.activity}: {probs or 'none'}")
+        return f"random(seed={self.seed}; {'; '.join(parts)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-compatible dict."""
+        return {
+            "kind": self.kind,
+            "seed": self.seed,
+            "rules": [
+                {name: getattr(rule, name) for name in rule.__dataclass_fields__}
+                for rule in self.rules
+            ],
+        }
+
+
+FaultPlan = Union[ScriptedPlan, RandomPlan]
+"""A plan: scripted or random."""
+
+
+# --------------------------------------------------------------------------- (de)serialisation
+
+
+def plan_to_json(plan: FaultPlan) -> str:
+    """Serialise a plan to compact JSON (what travels in Temporal headers)."""
+    return json.dumps(plan.to_dict(), separators=(",", ":"), sort_keys=True)
+
+
+def plan_from_dict(data: Mapping[str, Any]) -> FaultPlan:
+    """Build a plan from :meth:`to_dict` output, validating every field."""
+    kind = data.get("kind")
+    if kind == ScriptedPlan.kind:
+        entries = []
+        for i, raw in enumerate(data.get("faults", ())):
+            where = f"faults[{i}]"
+            try:
+                fault = fault_from_dict(raw["fault"], where=f"{where}.fault")
+                entries.append(
+                    ScriptedFault(raw["activity"], raw["attempt"], fault, raw.get("key"))
+                )
+            except KeyError as err:
+                raise FaultPlanError(f"{where} lacks field {err}") from None
+        return ScriptedPlan(tuple(entries))
+    if kind == RandomPlan.kind:
+        rules = []
+        for i, raw in enumerate(data.get("rules", ())):
+            try:
+                rules.append(FaultRule(**raw))
+            except TypeError as err:
+                raise FaultPlanError(f"rules[{i}]: {err}") from None
+        return RandomPlan(seed=data.get("seed"), rules=tuple(rules))  # type: ignore[arg-type]
+    raise FaultPlanError(f"plan kind={kind!r} is unknown; use 'scripted' or 'random'")
+
+
+def plan_from_json(text: str | bytes) -> FaultPlan:
+    """Inverse of :func:`plan_to_json`."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise FaultPlanError(f"fault plan is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise FaultPlanError("fault plan JSON must be an object with a 'kind' field")
+    return plan_from_dict(data)
+
+
+def check_plan_against(plan: FaultPlan, activity_names: Iterable[str]) -> None:
+    """Raise :class:`FaultPlanError` if a pattern of ``plan`` matches none of ``activity_names``."""
+    names = sorted(set(activity_names))
+    for pattern in plan.patterns():
+        if not any(fnmatchcase(name, pattern) for name in names):
+            raise FaultPlanError(
+                f"fault plan activity pattern {pattern!r} matches no activity this worker "
+                f"registers ({', '.join(names) or 'none'}); fix the pattern or register the activity"
+            )
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One injected fault, as recorded in a :class:`~faults.FaultLog`."""
+
+    kind: str
+    detail: str
+    workflow_id: str
+    activity: str
+    key: str
+    attempt: int
+    at: float = field(compare=False)
+    """Wall-clock time of the injection (seconds since the epoch)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-compatible dict."""
+        return dict(self.__dict__)

@@ -1,0 +1,170 @@
+"""Hypothesis strategies that draw fault plans.
+
+Plans shrink toward fewer and simpler faults: the list of scripted faults
+shrinks toward empty, each fault toward a retryable ``Fail`` on attempt 1, and
+delays toward zero.
+
+>>> from faults.strategies import scripted_plans
+>>> plans = scripted_plans(["charge", "reserve"], kinds=("fail", "duplicate"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from ._plan import (
+    FAULT_KINDS,
+    Delay,
+    Duplicate,
+    Fail,
+    Fault,
+    FaultRule,
+    HeartbeatLoss,
+    RandomPlan,
+    ScriptedFault,
+    ScriptedPlan,
+)
+
+__all__ = ["fault_kinds", "random_plans", "scripted_faults", "scripted_plans"]
+
+DEFAULT_KINDS: tuple[str, ...] = ("fail", "duplicate", "delay")
+"""Kinds drawn when none are named (heartbeat loss only matters for heartbeating activities)."""
+
+
+def _check_names(func: str, activities: Sequence[str]) -> list[str]:
+    if isinstance(activities, str):
+        raise InvalidArgument(
+            f"{func}(activities={activities!r}) wants a list of names; pass [{activities!r}]"
+        )
+    names = list(activities)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise InvalidArgument(
+            f"{func}(activities={activities!r}) needs at least one non-empty activity name; "
+            "pass the names your worker registers"
+        )
+    return names
+
+
+def _check_kinds(func: str, kinds: Sequence[str]) -> list[str]:
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown or not kinds:
+        raise InvalidArgument(
+            f"{func}(kinds={list(kinds)!r}) must name at least one of {', '.join(FAULT_KINDS)}"
+            + (f"; {unknown!r} is not a fault kind" if unknown else "")
+        )
+    return list(kinds)
+
+
+def fault_kinds(
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    *,
+    max_delay: float = 0.05,
+    allow_non_retryable: bool = False,
+) -> st.SearchStrategy[Fault]:
+    """Faults of the given kinds, simplest first.
+
+    ``max_delay`` bounds :class:`~faults.Delay` seconds (the time-skipping
+    server does not skip time while an activity runs, so a delay costs real
+    time). With ``allow_non_retryable`` a ``Fail`` may be non-retryable.
+    """
+    chosen = _check_kinds("fault_kinds", kinds)
+    if max_delay < 0:
+        raise InvalidArgument(f"fault_kinds(max_delay={max_delay!r}) must be >= 0 seconds")
+    options: list[st.SearchStrategy[Fault]] = []
+    for kind in chosen:
+        if kind == "fail":
+            retryable = st.just(True) if not allow_non_retryable else st.booleans().map(lambda b: not b)
+            options.append(st.builds(Fail, retryable=retryable))
+        elif kind == "duplicate":
+            options.append(st.just(Duplicate()))
+        elif kind == "delay":
+            options.append(
+                st.builds(
+                    Delay,
+                    seconds=st.floats(0, max_delay, allow_nan=False),
+                    at=st.sampled_from(["before", "after"]),
+                )
+            )
+        else:
+            options.append(st.builds(HeartbeatLoss, after=st.integers(0, 3)))
+    return st.one_of(options)
+
+
+def scripted_faults(
+    activities: Sequence[str],
+    *,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    max_attempt: int = 3,
+    max_delay: float = 0.05,
+    allow_non_retryable: bool = False,
+) -> st.SearchStrategy[ScriptedFault]:
+    """One scripted fault on one of ``activities`` at an attempt in ``[1, max_attempt]``."""
+    names = _check_names("scripted_faults", activities)
+    if max_attempt < 1:
+        raise InvalidArgument(f"scripted_faults(max_attempt={max_attempt!r}) must be >= 1")
+    return st.builds(
+        ScriptedFault,
+        activity=st.sampled_from(names),
+        attempt=st.integers(1, max_attempt),
+        fault=fault_kinds(kinds, max_delay=max_delay, allow_non_retryable=allow_non_retryable),
+    )
+
+
+def scripted_plans(
+    activities: Sequence[str],
+    *,
+    kinds: Sequence[str] = DEFAULT_KINDS,
+    max_faults: int = 6,
+    max_attempt: int = 3,
+    max_delay: float = 0.05,
+    allow_non_retryable: bool = False,
+) -> st.SearchStrategy[ScriptedPlan]:
+    """Scripted plans of up to ``max_faults`` faults, at most one per (activity, attempt)."""
+    if max_faults < 0:
+        raise InvalidArgument(f"scripted_plans(max_faults={max_faults!r}) must be >= 0")
+    entries = st.lists(
+        scripted_faults(
+            activities,
+            kinds=kinds,
+            max_attempt=max_attempt,
+            max_delay=max_delay,
+            allow_non_retryable=allow_non_retryable,
+        ),
+        max_size=max_faults,
+        unique_by=lambda e: (e.activity, e.attempt),
+    )
+    return entries.map(lambda faults: ScriptedPlan(tuple(faults)))
+
+
+def random_plans(
+    activities: Sequence[str] = ("*",),
+    *,
+    max_probability: float = 0.3,
+    delay_seconds: float = 0.01,
+) -> st.SearchStrategy[RandomPlan]:
+    """Random plans with one rule per activity pattern and per-kind probabilities up to ``max_probability``."""
+    names = _check_names("random_plans", activities)
+    if not 0 <= max_probability <= 1:
+        raise InvalidArgument(f"random_plans(max_probability={max_probability!r}) must be in [0, 1]")
+    share = max_probability / 3
+    probability = st.floats(0, share, allow_nan=False)
+    rule = st.builds(
+        FaultRule,
+        fail=probability,
+        delay=probability,
+        duplicate=probability,
+        delay_seconds=st.just(delay_seconds),
+    )
+    return st.builds(
+        lambda seed, rules: RandomPlan(
+            seed=seed,
+            rules=tuple(
+                FaultRule(**{**r.__dict__, "activity": name}) for name, r in zip(names, rules)
+            ),
+        ),
+        st.integers(0, 2**32 - 1),
+        st.lists(rule, min_size=len(names), max_size=len(names)),
+    )

@@ -1,0 +1,113 @@
+"""Small workflows and activities that the fault layer's tests inject faults into."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+BODY_RUNS: Counter[str] = Counter()
+"""How many times each activity body ran to its end, by ``workflow_id/key``."""
+_lock = threading.Lock()
+
+
+def _count() -> None:
+    info = activity.info()
+    with _lock:
+        BODY_RUNS[f"{info.workflow_id}/{info.activity_type}"] += 1
+
+
+def body_runs(workflow_id: str, activity_name: str) -> int:
+    """How many times ``activity_name`` of ``workflow_id`` ran its body to the end."""
+    with _lock:
+        return BODY_RUNS[f"{workflow_id}/{activity_name}"]
+
+
+@activity.defn
+async def probe(label: str) -> int:
+    """Counts its body run and returns the attempt that ran it."""
+    _count()
+    return activity.info().attempt
+
+
+@activity.defn
+async def heartbeating(seconds: float) -> int:
+    """Heartbeats every 50 ms for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        activity.heartbeat()
+        await asyncio.sleep(0.05)
+    _count()
+    return activity.info().attempt
+
+
+@activity.defn
+def sync_probe(label: str) -> int:
+    """A synchronous (threaded) activity."""
+    _count()
+    return activity.info().attempt
+
+
+RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=50), maximum_attempts=5)
+
+
+@workflow.defn
+class ProbeWorkflow:
+    """Runs one ``probe`` with a 1 s start-to-close timeout and up to 5 attempts."""
+
+    @workflow.run
+    async def run(self, label: str) -> int:
+        return await workflow.execute_activity(
+            probe, label, start_to_close_timeout=timedelta(seconds=1), retry_policy=RETRY
+        )
+
+
+@workflow.defn
+class SyncProbeWorkflow:
+    """Runs one threaded ``sync_probe``."""
+
+    @workflow.run
+    async def run(self, label: str) -> int:
+        return await workflow.execute_activity(
+            sync_probe, label, start_to_close_timeout=timedelta(seconds=5), retry_policy=RETRY
+        )
+
+
+@workflow.defn
+class HeartbeatWorkflow:
+    """Runs one heartbeating activity with a 300 ms heartbeat timeout."""
+
+    @workflow.run
+    async def run(self, seconds: float) -> int:
+        return await workflow.execute_activity(
+            heartbeating,
+            seconds,
+            start_to_close_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(milliseconds=300),
+            retry_policy=RETRY,
+        )
+
+
+@workflow.defn
+class FanWorkflow:
+    """Runs ``probe`` on ``count`` items, at most ``concurrency`` at a time."""
+
+    @workflow.run
+    async def run(self, count: int, concurrency: int) -> list[int]:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> int:
+            async with gate:
+                return await workflow.execute_activity(
+                    probe,
+                    f"item-{i}",
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=RETRY,
+                )
+
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
