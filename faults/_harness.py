@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import temporalio.client
 from temporalio.client import WorkflowFailureError
 
+from temporalio.worker import Replayer
+
 from ._bridge import EventLoopThread
 from ._interceptor import injecting
 from ._log import FaultLog
-from ._plan import FaultPlan, Injection, plan_to_json
+from ._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 
 T = TypeVar("T")
 
@@ -82,6 +84,10 @@ class FaultHarness:
 
     Each run gets a unique workflow id, carries its plan in headers, and
     returns a :class:`RunOutcome` with the injections the log recorded for it.
+    With ``replay_workflows`` every finished run's history is replayed against
+    the current workflow code, so a non-deterministic change fails the run.
+    With ``activity_names`` (what the worker registers) a plan naming none of
+    them raises :class:`~faults.FaultPlanError` before any workflow starts.
     Inside a Hypothesis test each synchronous run is also reported with ``note()`` (the
     plan, a one-line reproduction and the injections) and each injection with
     ``event()``, so ``--hypothesis-show-statistics`` shows fault coverage.
@@ -95,12 +101,23 @@ class FaultHarness:
         *,
         loop: EventLoopThread | None = None,
         id_prefix: str = "run",
+        replay_workflows: Sequence[type] = (),
+        activity_names: Iterable[str] | None = None,
     ) -> None:
         self.client = client
         self.task_queue = task_queue
         self.log = log
         self.loop = loop
         self.id_prefix = id_prefix
+        self.activity_names = frozenset(activity_names) if activity_names is not None else None
+        self.replayer: Replayer | None = None
+        if replay_workflows:
+            from ._plugin import FaultPlugin
+
+            plugin = FaultPlugin(
+                strict=self.activity_names is not None, replay_activity_names=self.activity_names
+            )
+            self.replayer = Replayer(workflows=list(replay_workflows), plugins=[plugin])
 
     async def execute(
         self,
@@ -111,6 +128,8 @@ class FaultHarness:
         **options: Any,
     ) -> RunOutcome[T]:
         """Run one workflow to its end under ``plan``; a workflow failure is an outcome, not an error."""
+        if plan is not None and self.activity_names is not None:
+            check_plan_against(plan, self.activity_names)
         workflow_id = id or unique_id(self.id_prefix)
         result: Any = None
         error: WorkflowFailureError | None = None
@@ -126,6 +145,8 @@ class FaultHarness:
             result = await handle.result()
         except WorkflowFailureError as err:
             error = err
+        if self.replayer is not None:
+            await self.replay(workflow_id)
         outcome: RunOutcome[T] = RunOutcome(
             workflow_id=workflow_id,
             plan=plan,
@@ -134,6 +155,17 @@ class FaultHarness:
             injections=tuple(self.log.for_workflow(workflow_id)),
         )
         return outcome
+
+    async def replay(self, workflow_id: str) -> None:
+        """Replay the workflow's history against the current code.
+
+        Raises ``temporalio.workflow.NondeterminismError`` (or the replay's
+        failure) if the code no longer produces the recorded history.
+        """
+        if self.replayer is None:
+            raise RuntimeError("FaultHarness.replay() needs replay_workflows=[...] at construction")
+        history = await self.client.get_workflow_handle(workflow_id).fetch_history()
+        await self.replayer.replay_workflow(history)
 
     def run(
         self,

@@ -42,6 +42,10 @@ class FaultPlugin(SimplePlugin):
     default plan when the worker is built, a workflow's plan when the workflow
     starts (it fails with ``FaultPlanError`` before any activity runs).
 
+    A replayer registers no activities: give it the original worker's
+    activity names as ``replay_activity_names`` so it makes the same strict
+    check the worker made, and histories of refused plans replay.
+
     When a worker gets the plugin both from its client and directly, the one
     passed to the worker wins; faults are never injected twice.
     """
@@ -52,11 +56,15 @@ class FaultPlugin(SimplePlugin):
         *,
         log: FaultLog | None = None,
         strict: bool = True,
+        replay_activity_names: Iterable[str] | None = None,
     ) -> None:
         super().__init__(PLUGIN_NAME, interceptors=[FaultClientInterceptor()])
         self.plan = plan
         self.log = log if log is not None else default_log
         self.strict = strict
+        self.replay_activity_names = (
+            frozenset(replay_activity_names) if replay_activity_names is not None else None
+        )
 
     def configure_client(
         self, config: temporalio.client.ClientConfig
@@ -92,5 +100,12 @@ class FaultPlugin(SimplePlugin):
         others = [
             i for i in config.get("interceptors", ()) if not isinstance(i, FaultWorkerInterceptor)
         ]
-        config["interceptors"] = [*others, FaultWorkerInterceptor(self.log, plan=self.plan)]
+        config["interceptors"] = [
+            *others,
+            FaultWorkerInterceptor(
+                self.log,
+                plan=self.plan,
+                activity_names=self.replay_activity_names if self.strict else None,
+            ),
+        ]
         return config

@@ -183,10 +183,17 @@ class _WorkerPool:
     def harness(
         self, workflows: Sequence[type] = (), activities: Sequence[Callable[..., Any]] = (), **options: Any
     ) -> FaultHarness:
-        from . import FaultHarness
+        from . import FaultHarness, activity_names
 
         task_queue = self.task_queue(workflows, activities, **options)
-        return FaultHarness(self.client, task_queue, self.log, loop=self.loop)
+        return FaultHarness(
+            self.client,
+            task_queue,
+            self.log,
+            loop=self.loop,
+            replay_workflows=workflows,
+            activity_names=activity_names(activities),
+        )
 
     def close(self) -> None:
         async def _stop() -> None:
@@ -232,7 +239,10 @@ def fault_worker(_faults_pool: _WorkerPool) -> WorkerFactory:
 
 @pytest.fixture(scope="session")
 def fault_harness(_faults_pool: _WorkerPool) -> HarnessFactory:
-    """A :class:`faults.FaultHarness` on a session worker for the given registration."""
+    """A :class:`faults.FaultHarness` on a session worker for the given registration.
+
+    Every run's history is replayed against the registered workflow classes.
+    """
     return _faults_pool.harness
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 import faults
@@ -139,14 +140,34 @@ def test_heartbeating_activity_without_faults_is_untouched(harness: faults.Fault
     assert outcome.injections == ()
 
 
-def test_plan_naming_no_registered_activity_fails_before_any_activity(
+def test_harness_refuses_a_plan_naming_no_registered_activity(
     harness: faults.FaultHarness,
 ) -> None:
-    outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("prbe", 1, Fail())))
-    assert not outcome.succeeded
-    assert isinstance(outcome.cause, ApplicationError)
-    assert outcome.cause.type == "FaultPlanError"
-    assert "'prbe' matches no activity" in str(outcome.cause)
-    events = history_events(harness, outcome.workflow_id)
+    with pytest.raises(faults.FaultPlanError, match="'prbe' matches no activity this worker"):
+        harness.run(ProbeWorkflow.run, "x", plan=plan(("prbe", 1, Fail())))
+
+
+def test_worker_fails_a_workflow_whose_plan_names_no_registered_activity(
+    harness: faults.FaultHarness,
+) -> None:
+    workflow_id = faults.unique_id("bad-plan")
+
+    async def start() -> BaseException | None:
+        with faults.injecting(plan(("prbe", 1, Fail()))):
+            handle = await harness.client.start_workflow(
+                ProbeWorkflow.run, "x", id=workflow_id, task_queue=harness.task_queue
+            )
+        try:
+            await handle.result()
+        except WorkflowFailureError as err:
+            return err.cause
+        return None
+
+    assert harness.loop is not None
+    cause = harness.loop.run(start())
+    assert isinstance(cause, ApplicationError) and cause.type == "FaultPlanError"
+    assert "'prbe' matches no activity" in str(cause)
+    events = history_events(harness, workflow_id)
     assert not any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events)
-    assert body_runs(outcome.workflow_id, "probe") == 0
+    assert body_runs(workflow_id, "probe") == 0
+    harness.loop.run(harness.replay(workflow_id))

@@ -1,0 +1,20 @@
+"""Hypothesis profiles shared by every suite.
+
+* ``dev`` (default): quick feedback, 30 examples per property.
+* ``ci`` (default when ``CI`` is set): 200 examples per property, derandomised.
+* ``thorough``: thousands of examples; ``pytest simulations --hypothesis-profile=thorough``.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_COMMON = dict(
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("dev", max_examples=30, **_COMMON)
+settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_COMMON)
+settings.register_profile("thorough", max_examples=5000, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
