@@ -1,0 +1,68 @@
+"""Shared mechanics of the benchmark suites: throughput and ratios against same-run baselines.
+
+Every figure is reported beside a baseline measured in the same session, since
+these machines are noisy: ``throughput.record(benchmark, name, units)`` stores
+units per second from the benchmark's mean round, and
+``throughput.ratio(benchmark, name, baseline)`` adds the ratio to the
+benchmark's ``extra_info`` (and so to ``--benchmark-json``). A table of all
+rates and ratios is printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_KEY = pytest.StashKey["Throughput"]()
+
+
+class Throughput:
+    """Units per second by benchmark name, and ratios between them."""
+
+    def __init__(self) -> None:
+        self.rates: dict[str, tuple[float, str]] = {}
+        self.ratios: dict[str, tuple[str, float]] = {}
+
+    def record(self, benchmark: Any, name: str, units: int, unit: str = "activities") -> float | None:
+        """Store ``units / mean round time`` for ``name``; ``None`` when benchmarks are disabled."""
+        stats = getattr(benchmark, "stats", None)
+        if stats is None or not stats.stats.mean:
+            return None
+        rate = units / stats.stats.mean
+        benchmark.extra_info[f"{unit}_per_second"] = rate
+        self.rates[name] = (rate, unit)
+        return rate
+
+    def ratio(self, benchmark: Any, name: str, baseline: str) -> float | None:
+        """``rate(name) / rate(baseline)``, both from this session; ``None`` if either is missing."""
+        if name not in self.rates or baseline not in self.rates:
+            return None
+        value = self.rates[name][0] / self.rates[baseline][0]
+        benchmark.extra_info[f"ratio_vs_{baseline}"] = value
+        self.ratios[name] = (baseline, value)
+        return value
+
+
+@pytest.fixture(scope="session")
+def throughput(request: pytest.FixtureRequest) -> Iterator[Throughput]:
+    """The session's :class:`Throughput` registry."""
+    registry = Throughput()
+    request.config.stash[_KEY] = registry
+    yield registry
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print every rate with its ratio to its same-run baseline."""
+    registry = config.stash.get(_KEY, None)
+    if registry is None or not registry.rates:
+        return
+    terminalreporter.section("throughput (same-run baselines)")
+    width = max(len(name) for name in registry.rates)
+    for name, (rate, unit) in registry.rates.items():
+        line = f"{name:<{width}}  {rate:>12,.1f} {unit}/s"
+        if name in registry.ratios:
+            baseline, value = registry.ratios[name]
+            line += f"   {value:6.2f}x {baseline}"
+        terminalreporter.write_line(line)
