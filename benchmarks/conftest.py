@@ -25,7 +25,9 @@ class Throughput:
         self.rates: dict[str, tuple[float, str]] = {}
         self.ratios: dict[str, tuple[str, float]] = {}
 
-    def record(self, benchmark: Any, name: str, units: int, unit: str = "activities") -> float | None:
+    def record(
+        self, benchmark: Any, name: str, units: int, unit: str = "activities"
+    ) -> float | None:
         """Store ``units / mean round time`` for ``name``; ``None`` when benchmarks are disabled."""
         stats = getattr(benchmark, "stats", None)
         if stats is None or not stats.stats.mean:
@@ -36,7 +38,7 @@ class Throughput:
         return rate
 
     def ratio(self, benchmark: Any, name: str, baseline: str) -> float | None:
-        """``rate(name) / rate(baseline)``, both from this session; ``None`` if either is missing."""
+        """``rate(name) / rate(baseline)``, both from this session; ``None`` if one is missing."""
         if name not in self.rates or baseline not in self.rates:
             return None
         value = self.rates[name][0] / self.rates[baseline][0]

@@ -82,7 +82,8 @@ async def connect(
         detail = "timed out" if isinstance(err, asyncio.TimeoutError) else type(err).__name__
         raise ConnectionError(
             f"cannot reach Temporal at {config['target_host']} "
-            f"(namespace {config.get('namespace', 'default')}): {detail} after at most {timeout:g}s; "
+            f"(namespace {config.get('namespace', 'default')}): {detail} "
+            f"after at most {timeout:g}s; "
             "start a server there, or set TEMPORAL_ADDRESS / pass --address"
         ) from None
 

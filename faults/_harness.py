@@ -10,7 +10,6 @@ from typing import Any, Generic, TypeVar
 
 import temporalio.client
 from temporalio.client import WorkflowFailureError
-
 from temporalio.worker import Replayer
 
 from ._bridge import EventLoopThread
@@ -127,7 +126,7 @@ class FaultHarness:
         id: str | None = None,
         **options: Any,
     ) -> RunOutcome[T]:
-        """Run one workflow to its end under ``plan``; a workflow failure is an outcome, not an error."""
+        """Run one workflow to its end under ``plan``; a workflow failure is an outcome."""
         if plan is not None and self.activity_names is not None:
             check_plan_against(plan, self.activity_names)
         workflow_id = id or unique_id(self.id_prefix)
@@ -135,7 +134,7 @@ class FaultHarness:
         error: WorkflowFailureError | None = None
         with injecting(plan):
             handle = await self.client.start_workflow(
-                workflow,  # type: ignore[arg-type]
+                workflow,
                 args=list(args),
                 id=workflow_id,
                 task_queue=self.task_queue,
@@ -178,7 +177,9 @@ class FaultHarness:
     ) -> RunOutcome[T]:
         """Synchronous :meth:`execute`, for ``@given`` tests and state-machine rules."""
         if self.loop is None:
-            raise RuntimeError("FaultHarness.run() needs loop=EventLoopThread(); or await execute()")
+            raise RuntimeError(
+                "FaultHarness.run() needs loop=EventLoopThread(); or await execute()"
+            )
         outcome = self.loop.run(
             self.execute(workflow, *args, plan=plan, id=id, **options), timeout=timeout
         )

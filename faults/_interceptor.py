@@ -165,7 +165,9 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
             try:
                 check_plan_against(plan_from_json(header.data), self.activity_names)
             except FaultPlanError as err:
-                raise ApplicationError(str(err), type="FaultPlanError", non_retryable=True) from None
+                raise ApplicationError(
+                    str(err), type="FaultPlanError", non_retryable=True
+                ) from None
         return await super().execute_workflow(input)
 
 

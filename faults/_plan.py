@@ -13,9 +13,9 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fnmatch import fnmatchcase
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 
 class FaultPlanError(ValueError):
@@ -27,7 +27,9 @@ class FaultPlanError(ValueError):
 
 def _check_probability(owner: str, name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise FaultPlanError(f"{owner}.{name}={value!r} is not a number; pass a probability in [0, 1]")
+        raise FaultPlanError(
+            f"{owner}.{name}={value!r} is not a number; pass a probability in [0, 1]"
+        )
     if not 0.0 <= value <= 1.0:
         raise FaultPlanError(
             f"{owner}.{name}={value!r} is outside [0, 1]; pass a probability such as 0.1"
@@ -38,13 +40,16 @@ def _check_non_negative(owner: str, name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
         raise FaultPlanError(f"{owner}.{name}={value!r} is not a number; pass seconds >= 0")
     if value < 0:
-        raise FaultPlanError(f"{owner}.{name}={value!r} is negative; pass a duration in seconds >= 0")
+        raise FaultPlanError(
+            f"{owner}.{name}={value!r} is negative; pass a duration in seconds >= 0"
+        )
 
 
 def _check_pattern(owner: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise FaultPlanError(
-            f"{owner}.activity={value!r} must be a non-empty activity name or glob such as 'charge_*'"
+            f"{owner}.activity={value!r} must be a non-empty activity name "
+            "or glob such as 'charge_*'"
         )
 
 
@@ -131,7 +136,7 @@ class HeartbeatLoss:
         return f"heartbeat_loss(after {self.after})"
 
 
-Fault = Union[Fail, Delay, Duplicate, HeartbeatLoss]
+Fault = Fail | Delay | Duplicate | HeartbeatLoss
 """One injected fault."""
 
 FAULT_KINDS: Mapping[str, type[Fault]] = {
@@ -149,15 +154,15 @@ def fault_to_dict(fault: Fault) -> dict[str, Any]:
 
 def fault_from_dict(data: Mapping[str, Any], where: str = "fault") -> Fault:
     """Build one fault from :func:`fault_to_dict` output, validating every field."""
-    fields = dict(data)
-    kind = fields.pop("kind", None)
+    values = dict(data)
+    kind = values.pop("kind", None)
     cls = FAULT_KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise FaultPlanError(
             f"{where}.kind={kind!r} is not a fault kind; use one of {', '.join(FAULT_KINDS)}"
         )
     try:
-        return cls(**fields)
+        return cls(**values)
     except TypeError as err:
         raise FaultPlanError(f"{where}: bad fields for {kind!r}: {err}") from None
 
@@ -206,7 +211,8 @@ class ScriptedFault:
         _check_pattern("ScriptedFault", self.activity)
         if not isinstance(self.attempt, int) or isinstance(self.attempt, bool) or self.attempt < 1:
             raise FaultPlanError(
-                f"ScriptedFault.attempt={self.attempt!r} must be an integer >= 1 (attempts count from 1)"
+                f"ScriptedFault.attempt={self.attempt!r} must be an integer >= 1 "
+                "(attempts count from 1)"
             )
         if not isinstance(self.fault, tuple(FAULT_KINDS.values())):
             raise FaultPlanError(
@@ -363,7 +369,8 @@ class RandomPlan:
         for i, rule in enumerate(self.rules):
             if not isinstance(rule, FaultRule):
                 raise FaultPlanError(
-                    f"RandomPlan.rules[{i}]={rule!r} is not a FaultRule; build it with FaultRule(...)"
+                    f"RandomPlan.rules[{i}]={rule!r} is not a FaultRule; "
+                    "build it with FaultRule(...)"
                 )
 
     @classmethod
@@ -376,7 +383,8 @@ class RandomPlan:
             name = name.strip()
             if not sep or name not in allowed:
                 raise FaultPlanError(
-                    f"fault spec item {item!r} is not NAME=VALUE with NAME one of {', '.join(allowed)}"
+                    f"fault spec item {item!r} is not NAME=VALUE "
+                    f"with NAME one of {', '.join(allowed)}"
                 )
             try:
                 values[name] = int(raw) if name == "until_attempt" else float(raw)
@@ -390,7 +398,9 @@ class RandomPlan:
             if fnmatchcase(call.activity, rule.activity):
                 if rule.until_attempt is not None and call.attempt > rule.until_attempt:
                     return None
-                u = _unit_interval(self.seed, call.workflow_id, call.activity, call.key, call.attempt)
+                u = _unit_interval(
+                    self.seed, call.workflow_id, call.activity, call.key, call.attempt
+                )
                 return rule.choose(u)
         return None
 
@@ -415,14 +425,11 @@ class RandomPlan:
         return {
             "kind": self.kind,
             "seed": self.seed,
-            "rules": [
-                {name: getattr(rule, name) for name in rule.__dataclass_fields__}
-                for rule in self.rules
-            ],
+            "rules": [{f.name: getattr(rule, f.name) for f in fields(rule)} for rule in self.rules],
         }
 
 
-FaultPlan = Union[ScriptedPlan, RandomPlan]
+FaultPlan = ScriptedPlan | RandomPlan
 """A plan: scripted or random."""
 
 
@@ -478,7 +485,8 @@ def check_plan_against(plan: FaultPlan, activity_names: Iterable[str]) -> None:
         if not any(fnmatchcase(name, pattern) for name in names):
             raise FaultPlanError(
                 f"fault plan activity pattern {pattern!r} matches no activity this worker "
-                f"registers ({', '.join(names) or 'none'}); fix the pattern or register the activity"
+                f"registers ({', '.join(names) or 'none'}); "
+                "fix the pattern or register the activity"
             )
 
 

@@ -40,7 +40,9 @@ class FaultPlugin(SimplePlugin):
     workflows that carry none (for chaos runs over unmodified code). With
     ``strict`` a plan naming no activity the worker registers is refused: the
     default plan when the worker is built, a workflow's plan when the workflow
-    starts (it fails with ``FaultPlanError`` before any activity runs).
+    starts (it fails with ``FaultPlanError`` before any activity runs). A worker
+    that registers no activities (workflows only) checks nothing; a worker whose
+    workflows also call activities on other task queues needs ``strict=False``.
 
     A replayer registers no activities: give it the original worker's
     activity names as ``replay_activity_names`` so it makes the same strict
@@ -88,7 +90,7 @@ class FaultPlugin(SimplePlugin):
         config["interceptors"] = [
             *others,
             FaultWorkerInterceptor(
-                self.log, plan=self.plan, activity_names=names if self.strict else None
+                self.log, plan=self.plan, activity_names=names if self.strict and names else None
             ),
         ]
         return config

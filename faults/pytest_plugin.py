@@ -111,7 +111,10 @@ def temporal_env(
 ) -> Iterator[WorkflowEnvironment]:
     """The session's Temporal environment; its client carries the fault plugin."""
     env = _start_env(
-        temporal_loop, _kind(request.config), fault_log, request.config.getoption("--temporal-address")
+        temporal_loop,
+        _kind(request.config),
+        fault_log,
+        request.config.getoption("--temporal-address"),
     )
     yield env
     temporal_loop.run(env.shutdown(), timeout=60)
@@ -155,7 +158,10 @@ class _WorkerPool:
         self.workers: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
     def task_queue(
-        self, workflows: Sequence[type] = (), activities: Sequence[Callable[..., Any]] = (), **options: Any
+        self,
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        **options: Any,
     ) -> str:
         from temporalio.worker import Worker
 
@@ -181,7 +187,10 @@ class _WorkerPool:
         return self.workers[key][1]
 
     def harness(
-        self, workflows: Sequence[type] = (), activities: Sequence[Callable[..., Any]] = (), **options: Any
+        self,
+        workflows: Sequence[type] = (),
+        activities: Sequence[Callable[..., Any]] = (),
+        **options: Any,
     ) -> FaultHarness:
         from . import FaultHarness, activity_names
 
@@ -233,7 +242,7 @@ HarnessFactory = Callable[..., "FaultHarness"]
 
 @pytest.fixture(scope="session")
 def fault_worker(_faults_pool: _WorkerPool) -> WorkerFactory:
-    """Start (once per distinct registration) a worker with the fault layer; returns its task queue."""
+    """Start a worker with the fault layer (once per registration); returns its task queue."""
     return _faults_pool.task_queue
 
 

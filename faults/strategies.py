@@ -76,7 +76,9 @@ def fault_kinds(
     options: list[st.SearchStrategy[Fault]] = []
     for kind in chosen:
         if kind == "fail":
-            retryable = st.just(True) if not allow_non_retryable else st.booleans().map(lambda b: not b)
+            retryable = (
+                st.just(True) if not allow_non_retryable else st.booleans().map(lambda b: not b)
+            )
             options.append(st.builds(Fail, retryable=retryable))
         elif kind == "duplicate":
             options.append(st.just(Duplicate()))
@@ -145,10 +147,12 @@ def random_plans(
     max_probability: float = 0.3,
     delay_seconds: float = 0.01,
 ) -> st.SearchStrategy[RandomPlan]:
-    """Random plans with one rule per activity pattern and per-kind probabilities up to ``max_probability``."""
+    """Random plans: one rule per activity pattern, total probability up to ``max_probability``."""
     names = _check_names("random_plans", activities)
     if not 0 <= max_probability <= 1:
-        raise InvalidArgument(f"random_plans(max_probability={max_probability!r}) must be in [0, 1]")
+        raise InvalidArgument(
+            f"random_plans(max_probability={max_probability!r}) must be in [0, 1]"
+        )
     share = max_probability / 3
     probability = st.floats(0, share, allow_nan=False)
     rule = st.builds(
@@ -162,7 +166,8 @@ def random_plans(
         lambda seed, rules: RandomPlan(
             seed=seed,
             rules=tuple(
-                FaultRule(**{**r.__dict__, "activity": name}) for name, r in zip(names, rules)
+                FaultRule(**{**r.__dict__, "activity": name})
+                for name, r in zip(names, rules, strict=True)
             ),
         ),
         st.integers(0, 2**32 - 1),

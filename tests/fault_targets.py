@@ -111,3 +111,19 @@ class FanWorkflow:
                 )
 
         return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+@workflow.defn
+class RemoteProbeWorkflow:
+    """Runs ``probe`` on another task queue (served by another worker)."""
+
+    @workflow.run
+    async def run(self, task_queue: str) -> int:
+        return await workflow.execute_activity(
+            "probe",
+            "remote",
+            task_queue=task_queue,
+            start_to_close_timeout=timedelta(seconds=5),
+            retry_policy=RETRY,
+            result_type=int,
+        )

@@ -3,6 +3,7 @@
 These run on a full server (``dev_fault_harness``): the time-skipping test server
 records attempt numbers but not the last failure of an attempt.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,0 +1,175 @@
+"""The fault layer on a shared server: determinism, isolation, multi-worker plans, strategies."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import find
+from hypothesis.errors import InvalidArgument
+from temporalio.worker import Worker
+
+import faults
+from faults import Delay, Duplicate, Fail, RandomPlan, ScriptedFault, ScriptedPlan
+from faults.strategies import fault_kinds, random_plans, scripted_plans
+
+from .fault_targets import FanWorkflow, ProbeWorkflow, RemoteProbeWorkflow, probe
+
+
+@pytest.fixture(scope="module")
+def harness(fault_harness: Any) -> faults.FaultHarness:
+    return fault_harness(workflows=[FanWorkflow, ProbeWorkflow], activities=[probe])
+
+
+def signature(injections: list[faults.Injection]) -> list[tuple[str, str, int, str]]:
+    return sorted((i.activity, i.key, i.attempt, i.detail) for i in injections)
+
+
+def test_same_plan_injects_the_same_faults_whatever_the_concurrency(
+    harness: faults.FaultHarness,
+) -> None:
+    plan = RandomPlan.parse("fail=0.2,duplicate=0.1,delay=0.1,delay_seconds=0.005", seed=2024)
+    workflow_id = faults.unique_id("determinism")
+    runs = []
+    for concurrency in (1, 16, 40):
+        before = len(harness.log.for_workflow(workflow_id))
+        outcome = harness.run(FanWorkflow.run, 40, concurrency, plan=plan, id=workflow_id)
+        assert outcome.succeeded
+        runs.append(signature(harness.log.for_workflow(workflow_id)[before:]))
+    assert runs[0], "the plan should inject something on 40 activities"
+    assert runs[0] == runs[1] == runs[2]
+    assert {kind for _, _, _, kind in runs[0]} >= {"fail", "duplicate"}
+
+
+def test_one_worker_serves_concurrent_workflows_with_different_plans(
+    harness: faults.FaultHarness,
+) -> None:
+    plans = [
+        ScriptedPlan(tuple(ScriptedFault("probe", n, Fail()) for n in range(1, k + 1)))
+        for k in range(5)
+    ]
+
+    async def all_at_once() -> list[faults.RunOutcome[int]]:
+        return list(
+            await asyncio.gather(*(harness.execute(ProbeWorkflow.run, "x", plan=p) for p in plans))
+        )
+
+    assert harness.loop is not None
+    outcomes = harness.loop.run(all_at_once())
+    for k, outcome in enumerate(outcomes):
+        assert outcome.result == k + 1
+        assert [i.attempt for i in outcome.injections] == list(range(1, k + 1))
+
+
+def test_plan_follows_its_workflow_to_another_worker(
+    temporal_loop: faults.EventLoopThread, temporal_client: Any, fault_worker: Any
+) -> None:
+    """Workflows on one worker, activities on another with its own plugin and log."""
+    workflow_queue = fault_worker(workflows=[RemoteProbeWorkflow])
+    activity_queue = faults.unique_id("remote-activities")
+    remote_log = faults.FaultLog()
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Duplicate()), ScriptedFault("probe", 2, Fail())))
+    workflow_id = faults.unique_id("remote")
+
+    async def scenario() -> int:
+        async with Worker(
+            temporal_client,
+            task_queue=activity_queue,
+            activities=[probe],
+            plugins=[faults.FaultPlugin(log=remote_log)],
+        ):
+            with faults.injecting(plan):
+                return await temporal_client.execute_workflow(
+                    RemoteProbeWorkflow.run,
+                    activity_queue,
+                    id=workflow_id,
+                    task_queue=workflow_queue,
+                )
+
+    assert temporal_loop.run(scenario()) == 3
+    assert [(i.kind, i.attempt) for i in remote_log.for_workflow(workflow_id)] == [
+        ("duplicate", 1),
+        ("fail", 2),
+    ]
+
+
+def test_worker_default_plan_is_validated_when_the_worker_is_built(temporal_client: Any) -> None:
+    plan = ScriptedPlan((ScriptedFault("prob", 1, Fail()),))
+    with pytest.raises(faults.FaultPlanError, match="'prob' matches no activity"):
+        Worker(
+            temporal_client,
+            task_queue="never-started",
+            activities=[probe],
+            plugins=[faults.FaultPlugin(plan)],
+        )
+
+
+def test_worker_default_plan_applies_to_workflows_without_a_plan(
+    temporal_loop: faults.EventLoopThread, temporal_client: Any
+) -> None:
+    log = faults.FaultLog()
+    queue = faults.unique_id("default-plan")
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
+
+    async def scenario() -> int:
+        async with Worker(
+            temporal_client,
+            task_queue=queue,
+            workflows=[ProbeWorkflow],
+            activities=[probe],
+            plugins=[faults.FaultPlugin(plan, log=log)],
+        ):
+            return await temporal_client.execute_workflow(
+                ProbeWorkflow.run, "x", id=faults.unique_id("default"), task_queue=queue
+            )
+
+    assert temporal_loop.run(scenario()) == 2
+    assert [i.kind for i in log] == ["fail"]
+
+
+def test_log_file_collects_injections_for_other_processes(tmp_path: Any) -> None:
+    path = tmp_path / "faults.jsonl"
+    log = faults.FaultLog(path)
+    injection = faults.Injection("fail", "fail", "wf", "probe", "k", 1, at=1.0)
+    log.record(injection)
+    assert faults.FaultLog.load(path) == [injection]
+    assert "fail            probe" in log.summary()
+
+
+def test_scripted_plans_shrink_to_the_simplest_fault() -> None:
+    minimal = find(
+        scripted_plans(["charge", "refund"]),
+        lambda p: any(isinstance(e.fault, Duplicate) for e in p.faults),
+    )
+    assert minimal == ScriptedPlan((ScriptedFault("charge", 1, Duplicate()),))
+    slowest = find(scripted_plans(["charge"], kinds=["delay"]), lambda p: len(p.faults) > 0)
+    assert slowest == ScriptedPlan((ScriptedFault("charge", 1, Delay(0.0)),))
+
+
+def test_scripted_plans_draw_at_most_one_fault_per_activity_attempt() -> None:
+    big = find(
+        scripted_plans(["a"], max_attempt=2, max_faults=5),
+        lambda p: len(p.faults) >= 2,
+    )
+    assert sorted(e.attempt for e in big.faults) == [1, 2]
+
+
+def test_random_plans_respect_their_bounds() -> None:
+    plan = find(random_plans(["a", "b"], max_probability=0.3), lambda p: True)
+    assert [r.activity for r in plan.rules] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: scripted_plans([]), r"needs at least one non-empty activity name"),
+        (lambda: scripted_plans("charge"), r"wants a list of names; pass \['charge'\]"),
+        (lambda: scripted_plans(["a"], kinds=["explode"]), r"'explode'\] is not a fault kind"),
+        (lambda: fault_kinds(max_delay=-1), r"max_delay=-1\) must be >= 0"),
+        (lambda: scripted_plans(["a"], max_attempt=0), r"max_attempt=0\) must be >= 1"),
+    ],
+)
+def test_strategies_explain_bad_arguments(call: Any, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        call().example()
