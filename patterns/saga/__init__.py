@@ -1,0 +1,88 @@
+"""The saga pattern: an order charged, reserved and shipped, or compensated.
+
+:class:`Saga` is the generic workflow-side helper (compensations registered
+before their steps, last-in first-out or parallel, each at most once, run on
+cancellation, a pivot after which steps are retried to completion).
+:class:`OrderSaga` uses it over the SQLite-backed :class:`OrderServices`
+through :class:`OrderActivities`; :func:`demonstrate` shows it end to end.
+"""
+
+from ._activities import (
+    ALL_ACTIVITIES,
+    COMPENSATION_ACTIVITIES,
+    STEP_ACTIVITIES,
+    OrderActivities,
+)
+from ._demo import demonstrate
+from ._orders import Product, make_catalog, make_order
+from ._saga import (
+    Compensation,
+    CompensationOutcome,
+    Saga,
+    SagaCompensationError,
+    SagaError,
+    SagaOptions,
+    SagaReport,
+)
+from ._services import (
+    AddressNotServed,
+    BusinessError,
+    JournalEntry,
+    OperationVoided,
+    OrderLedger,
+    OrderServices,
+    OutOfStock,
+    PaymentDeclined,
+    UnknownSku,
+)
+from ._types import (
+    DECLINED_CARD,
+    SERVED_COUNTRIES,
+    Address,
+    InvalidOrderError,
+    LineItem,
+    Order,
+    OrderKeys,
+    OrderResult,
+    SagaSettings,
+    validate_order,
+)
+from ._workflow import OrderSaga
+
+__all__ = [
+    "ALL_ACTIVITIES",
+    "COMPENSATION_ACTIVITIES",
+    "DECLINED_CARD",
+    "SERVED_COUNTRIES",
+    "STEP_ACTIVITIES",
+    "Address",
+    "AddressNotServed",
+    "BusinessError",
+    "Compensation",
+    "CompensationOutcome",
+    "InvalidOrderError",
+    "JournalEntry",
+    "LineItem",
+    "OperationVoided",
+    "Order",
+    "OrderActivities",
+    "OrderKeys",
+    "OrderLedger",
+    "OrderResult",
+    "OrderSaga",
+    "OrderServices",
+    "OutOfStock",
+    "PaymentDeclined",
+    "Product",
+    "Saga",
+    "SagaCompensationError",
+    "SagaError",
+    "SagaOptions",
+    "SagaReport",
+    "SagaSettings",
+    "UnknownSku",
+    "demonstrate",
+    "make_catalog",
+    "make_order",
+    "validate_order",
+]

@@ -1,0 +1,188 @@
+"""The order saga: charge, reserve, ship (the pivot), then confirm."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from ._activities import OrderActivities
+    from ._saga import Compensation, Saga, SagaOptions, describe_error
+    from ._types import (
+        InvalidOrderError,
+        Order,
+        OrderKeys,
+        OrderResult,
+        SagaSettings,
+        validate_order,
+    )
+
+T = TypeVar("T")
+
+
+@workflow.defn
+class OrderSaga:
+    """Processes one order as a saga.
+
+    Validates the order and its SKUs before any side effect, then charges the
+    card, reserves stock and creates the shipment, registering each step's
+    compensation (refund, release, cancel shipment) before the step runs. The
+    shipment is the pivot: once it exists the order is committed and the
+    confirmation notice is retried until it is sent. Any failure before that
+    compensates last-in first-out and fails the workflow with ``OrderFailed``
+    (or ``SagaCompensationError`` if a compensation could not complete); a
+    cancelled order is compensated, then reported cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._stage = "received"
+
+    @workflow.query
+    def stage(self) -> str:
+        """Where the order is: received, charging, reserving, shipping, compensating, ..."""
+        return self._stage
+
+    def new_saga(self, settings: SagaSettings) -> Saga:
+        """The saga that tracks this order's compensations."""
+        return Saga(
+            SagaOptions(
+                parallel_compensation=settings.parallel_compensation,
+                continue_on_error=True,
+                completion_backoff=timedelta(milliseconds=settings.retry_interval_ms),
+                max_completion_backoff=timedelta(seconds=30),
+            )
+        )
+
+    async def run_step(
+        self, saga: Saga, action: Callable[[], Awaitable[T]], compensation: tuple[str, Compensation]
+    ) -> T:
+        """Run one forward step with its compensation (registered first)."""
+        return await saga.step(action, compensation=compensation)
+
+    def _call(
+        self, method: Callable[..., Any], *args: Any, attempts: int, settings: SagaSettings
+    ) -> Callable[[], Awaitable[Any]]:
+        def start() -> Awaitable[Any]:
+            return workflow.execute_activity_method(
+                method,
+                args=list(args),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=settings.retry_interval_ms),
+                    maximum_interval=timedelta(seconds=1),
+                    maximum_attempts=attempts,
+                ),
+            )
+
+        return start
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order``; see the class docstring."""
+        try:
+            validate_order(order)
+        except InvalidOrderError as err:
+            raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
+        steps, undo = settings.step_attempts, settings.compensation_attempts
+        skus = [item.sku for item in order.items]
+        await self._call(OrderActivities.check_catalog, skus, attempts=steps, settings=settings)()
+
+        keys = OrderKeys.for_workflow(workflow.info().workflow_id)
+        oid = order.order_id
+        saga = self.new_saga(settings)
+        try:
+            self._stage = "charging"
+            charged: int = await self.run_step(
+                saga,
+                self._call(
+                    OrderActivities.charge,
+                    keys.charge,
+                    oid,
+                    order.card_token,
+                    order.total_cents,
+                    attempts=steps,
+                    settings=settings,
+                ),
+                (
+                    "refund",
+                    self._call(
+                        OrderActivities.refund,
+                        keys.refund,
+                        keys.charge,
+                        oid,
+                        attempts=undo,
+                        settings=settings,
+                    ),
+                ),
+            )
+            self._stage = "reserving"
+            await self.run_step(
+                saga,
+                self._call(
+                    OrderActivities.reserve,
+                    keys.reserve,
+                    oid,
+                    order.items,
+                    attempts=steps,
+                    settings=settings,
+                ),
+                (
+                    "release",
+                    self._call(
+                        OrderActivities.release, keys.reserve, oid, attempts=undo, settings=settings
+                    ),
+                ),
+            )
+            self._stage = "shipping"
+            await saga.pivot(
+                self._call(
+                    OrderActivities.ship,
+                    keys.ship,
+                    oid,
+                    order.address,
+                    attempts=steps,
+                    settings=settings,
+                ),
+                compensation=(
+                    "cancel_shipment",
+                    self._call(
+                        OrderActivities.cancel_shipment,
+                        keys.ship,
+                        oid,
+                        attempts=undo,
+                        settings=settings,
+                    ),
+                ),
+            )
+        except (Exception, asyncio.CancelledError) as err:
+            self._stage = "compensating"
+            report = await saga.compensate()
+            self._stage = "compensated"
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise ApplicationError(
+                f"order {oid} failed and was compensated ({', '.join(report.compensated)}): "
+                f"{describe_error(err)}",
+                type="OrderFailed",
+                non_retryable=True,
+            ) from err
+
+        self._stage = "confirming"
+        await saga.complete(
+            self._call(
+                OrderActivities.confirm,
+                keys.confirm,
+                oid,
+                order.email,
+                attempts=0,
+                settings=settings,
+            )
+        )
+        self._stage = "completed"
+        return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
