@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import temporalio.client
-from temporalio.client import WorkflowFailureError
-from temporalio.worker import Replayer
+from temporalio.client import WorkflowFailureError, WorkflowHistory
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
 from ._bridge import EventLoopThread
 from ._interceptor import injecting
@@ -78,6 +80,58 @@ def report_to_hypothesis(outcome: RunOutcome[Any]) -> None:
         event("fault: none injected")
 
 
+class _ReplayService:
+    """One long-lived replay worker fed histories one at a time.
+
+    Starting a replay worker per history costs several milliseconds; feeding
+    one worker through ``workflow_replay_iterator`` does not.
+    """
+
+    def __init__(self, replayer: Replayer) -> None:
+        self._replayer = replayer
+        self._queue: asyncio.Queue[
+            tuple[WorkflowHistory, asyncio.Future[WorkflowReplayResult]] | None
+        ]
+        self._pending: collections.deque[asyncio.Future[WorkflowReplayResult]] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+
+    async def replay(self, history: WorkflowHistory) -> None:
+        if self._task is None or self._task.done():
+            self._queue = asyncio.Queue()
+            self._task = asyncio.get_running_loop().create_task(self._serve())
+        future: asyncio.Future[WorkflowReplayResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put((history, future))
+        result = await future
+        if result.replay_failure is not None:
+            raise result.replay_failure
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            await self._queue.put(None)
+            await self._task
+
+    async def _histories(self) -> AsyncIterator[WorkflowHistory]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            history, future = item
+            self._pending.append(future)
+            yield history
+
+    async def _serve(self) -> None:
+        try:
+            async with self._replayer.workflow_replay_iterator(self._histories()) as results:
+                async for result in results:
+                    self._pending.popleft().set_result(result)
+        except BaseException as err:
+            while self._pending:
+                future = self._pending.popleft()
+                if not future.done():
+                    future.set_exception(RuntimeError(f"replay worker stopped: {err!r}"))
+            raise
+
+
 class FaultHarness:
     """Runs workflows on one task queue under fault plans.
 
@@ -116,7 +170,14 @@ class FaultHarness:
             plugin = FaultPlugin(
                 strict=self.activity_names is not None, replay_activity_names=self.activity_names
             )
-            self.replayer = Replayer(workflows=list(replay_workflows), plugins=[plugin])
+            self.replayer = Replayer(
+                workflows=list(replay_workflows),
+                plugins=[plugin],
+                # Replay compares commands with the history; the sandbox adds nothing to that
+                # check and costs a fresh module import per history.
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            )
+        self._replays = _ReplayService(self.replayer) if self.replayer is not None else None
 
     async def execute(
         self,
@@ -161,10 +222,15 @@ class FaultHarness:
         Raises ``temporalio.workflow.NondeterminismError`` (or the replay's
         failure) if the code no longer produces the recorded history.
         """
-        if self.replayer is None:
+        if self._replays is None:
             raise RuntimeError("FaultHarness.replay() needs replay_workflows=[...] at construction")
         history = await self.client.get_workflow_handle(workflow_id).fetch_history()
-        await self.replayer.replay_workflow(history)
+        await self._replays.replay(history)
+
+    async def aclose(self) -> None:
+        """Stop the harness's replay worker (if it started one)."""
+        if self._replays is not None:
+            await self._replays.close()
 
     def run(
         self,
@@ -195,7 +261,6 @@ class FaultHarness:
         timeout: float | None = 600.0,
     ) -> list[RunOutcome[T]]:
         """Run several workflows concurrently under one plan (synchronous)."""
-        import asyncio
 
         async def _all() -> list[RunOutcome[T]]:
             return list(

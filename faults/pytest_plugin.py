@@ -156,6 +156,7 @@ class _WorkerPool:
         self.log = log
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
         self.workers: dict[tuple[Any, ...], tuple[Any, str]] = {}
+        self.harnesses: list[FaultHarness] = []
 
     def task_queue(
         self,
@@ -195,7 +196,7 @@ class _WorkerPool:
         from . import FaultHarness, activity_names
 
         task_queue = self.task_queue(workflows, activities, **options)
-        return FaultHarness(
+        harness = FaultHarness(
             self.client,
             task_queue,
             self.log,
@@ -203,9 +204,13 @@ class _WorkerPool:
             replay_workflows=workflows,
             activity_names=activity_names(activities),
         )
+        self.harnesses.append(harness)
+        return harness
 
     def close(self) -> None:
         async def _stop() -> None:
+            for harness in self.harnesses:
+                await harness.aclose()
             for worker, _ in self.workers.values():
                 await worker.__aexit__(None, None, None)
 
