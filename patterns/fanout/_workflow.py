@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, TimeoutError
 
 from ._fanin import FanIn
 from ._types import (
@@ -48,8 +48,14 @@ def _record_failed(failure: RecordFailure) -> ApplicationError:
     )
 
 
-def _cause(err: ActivityError | ChildWorkflowError) -> str:
-    return str(err.cause or err)
+_CHUNK_FAILURES = (ActivityError, ApplicationError, TimeoutError)
+"""How a chunk's permanent failure surfaces (local activity failures arrive unwrapped)."""
+
+
+def _cause(err: BaseException) -> str:
+    if isinstance(err, ActivityError | ChildWorkflowError):
+        return str(err.cause or err)
+    return str(err)
 
 
 async def _all(coroutines: Iterable[Awaitable[None]]) -> None:
@@ -95,7 +101,7 @@ async def fan_out_chunks(request: RangeRequest, fan_in: FanIn) -> RangeResult:
             chunk = queue.popleft()
             try:
                 part = await _run_chunk(chunk)
-            except ActivityError as err:
+            except _CHUNK_FAILURES as err:
                 reason = f"chunk {chunk.start}-{chunk.end} failed permanently: {_cause(err)}"
                 if batch.policy == "fail_fast":
                     raise _record_failed(RecordFailure(record_id(chunk.start), reason)) from err
