@@ -7,18 +7,24 @@ why. Activities live on :class:`FanOutActivities`; records are generated with
 Faker from ``(seed, index)``.
 """
 
-from ._activities import FanOutActivities
-from ._demo import demonstrate
+from temporalio import workflow
+
 from ._fanin import FanIn
-from ._records import (
-    Customer,
-    EnrichedCustomer,
-    enrich,
-    generate_customer,
-    invalid_records,
-    process_record,
-    validate,
-)
+
+# Workflow code imports this package inside the workflow sandbox: pass the
+# modules workflows do not run through it rather than re-import them per run.
+with workflow.unsafe.imports_passed_through():
+    from ._activities import FanOutActivities
+    from ._demo import demonstrate
+    from ._records import (
+        Customer,
+        EnrichedCustomer,
+        enrich,
+        generate_customer,
+        invalid_records,
+        process_record,
+        validate,
+    )
 from ._types import (
     FAILURE_POLICIES,
     MAX_ACTIVITIES_PER_WORKFLOW,
