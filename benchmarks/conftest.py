@@ -2,7 +2,7 @@
 
 Every figure is reported beside a baseline measured in the same session, since
 these machines are noisy: ``throughput.record(benchmark, name, units)`` stores
-units per second from the benchmark's mean round, and
+units per second from the benchmark's median round (robust to a noisy round), and
 ``throughput.ratio(benchmark, name, baseline)`` adds the ratio to the
 benchmark's ``extra_info`` (and so to ``--benchmark-json``). A table of all
 rates and ratios is printed at the end of the run.
@@ -28,11 +28,11 @@ class Throughput:
     def record(
         self, benchmark: Any, name: str, units: int, unit: str = "activities"
     ) -> float | None:
-        """Store ``units / mean round time`` for ``name``; ``None`` when benchmarks are disabled."""
+        """Store ``units / median round time`` for ``name``; ``None`` if benchmarks are off."""
         stats = getattr(benchmark, "stats", None)
-        if stats is None or not stats.stats.mean:
+        if stats is None or not stats.stats.median:
             return None
-        rate = units / stats.stats.mean
+        rate = units / stats.stats.median
         benchmark.extra_info[f"{unit}_per_second"] = rate
         self.rates[name] = (rate, unit)
         return rate

@@ -127,3 +127,22 @@ class RemoteProbeWorkflow:
             retry_policy=RETRY,
             result_type=int,
         )
+
+
+@workflow.defn
+class ThreeStepWorkflow:
+    """Three ``probe`` steps in sequence: the shape of a small saga."""
+
+    @workflow.run
+    async def run(self, label: str) -> list[int]:
+        attempts = []
+        for step in ("first", "second", "third"):
+            attempts.append(
+                await workflow.execute_activity(
+                    probe,
+                    f"{label}-{step}",
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=RETRY,
+                )
+            )
+        return attempts

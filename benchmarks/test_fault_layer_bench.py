@@ -1,0 +1,169 @@
+"""The fault layer's cost and the harness's simulation throughput, each beside a same-run baseline.
+
+* Overhead: a naive 1,000-activity ``asyncio.gather`` fan-out on the embedded dev
+  server, with the fault layer carrying an empty plan, against the same fan-out
+  on a worker and client without the layer (target: at most 3 % slower).
+* Simulation throughput: workflow runs per second of a three-activity workflow
+  with its invariant check, on the time-skipping server: the bare client
+  (baseline), the harness (plan, replay of the history, injections, check), the
+  harness on an unsandboxed worker, and the harness running 8 examples at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+import faults
+from tests.fault_targets import FanWorkflow, ThreeStepWorkflow, body_runs, probe
+
+FAN_OUT = 1_000
+RUNS = 60
+
+
+@pytest.fixture(scope="module")
+def bare_dev_queue(
+    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any
+) -> Iterator[tuple[Client, str]]:
+    """A client and worker on the dev server with no fault layer at all."""
+    target = temporal_dev_env.client.service_client.config.target_host
+
+    async def start() -> tuple[Client, Worker, str]:
+        client = await Client.connect(target, namespace=temporal_dev_env.client.namespace)
+        queue = faults.unique_id("bare")
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[FanWorkflow],
+            activities=[probe],
+            max_concurrent_activities=FAN_OUT,
+        )
+        await worker.__aenter__()
+        return client, worker, queue
+
+    client, worker, queue = temporal_loop.run(start())
+    yield client, queue
+    temporal_loop.run(worker.__aexit__(None, None, None))
+
+
+def fan_out(loop: faults.EventLoopThread, client: Client, queue: str, plan: Any) -> None:
+    async def once() -> None:
+        with faults.injecting(plan):
+            result = await client.execute_workflow(
+                FanWorkflow.run,
+                args=[FAN_OUT, FAN_OUT],
+                id=faults.unique_id("fan"),
+                task_queue=queue,
+            )
+        assert result == [1] * FAN_OUT
+
+    loop.run(once(), timeout=600)
+
+
+@pytest.mark.benchmark(group="fault-layer-overhead")
+def test_fanout_without_fault_layer(
+    benchmark: Any, temporal_loop: faults.EventLoopThread, bare_dev_queue: Any, throughput: Any
+) -> None:
+    client, queue = bare_dev_queue
+    benchmark.pedantic(
+        fan_out, args=(temporal_loop, client, queue, None), rounds=5, warmup_rounds=1
+    )
+    throughput.record(benchmark, "fan-out 1,000, no fault layer", FAN_OUT)
+
+
+@pytest.mark.benchmark(group="fault-layer-overhead")
+def test_fanout_with_fault_layer_and_empty_plan(
+    benchmark: Any, temporal_loop: faults.EventLoopThread, dev_fault_harness: Any, throughput: Any
+) -> None:
+    harness = dev_fault_harness(
+        workflows=[FanWorkflow], activities=[probe], max_concurrent_activities=FAN_OUT
+    )
+    plan = faults.ScriptedPlan()
+    benchmark.pedantic(
+        fan_out,
+        args=(temporal_loop, harness.client, harness.task_queue, plan),
+        rounds=5,
+        warmup_rounds=1,
+    )
+    throughput.record(benchmark, "fan-out 1,000, fault layer, empty plan", FAN_OUT)
+    ratio = throughput.ratio(
+        benchmark, "fan-out 1,000, fault layer, empty plan", "fan-out 1,000, no fault layer"
+    )
+    if ratio is not None:
+        benchmark.extra_info["overhead_percent"] = (1 / ratio - 1) * 100
+
+
+def check(outcome: faults.RunOutcome[list[int]]) -> None:
+    """The invariant of the three-step workflow: every step ran once and succeeded first time."""
+    assert outcome.succeeded and outcome.result == [1, 1, 1]
+    assert body_runs(outcome.workflow_id, "probe") == 3
+
+
+@pytest.mark.benchmark(group="simulation-throughput")
+def test_simulation_baseline_bare_client(
+    benchmark: Any,
+    temporal_loop: faults.EventLoopThread,
+    temporal_client: Client,
+    fault_worker: Any,
+    throughput: Any,
+) -> None:
+    queue = fault_worker(workflows=[ThreeStepWorkflow], activities=[probe])
+
+    async def runs() -> None:
+        for _ in range(RUNS):
+            result = await temporal_client.execute_workflow(
+                ThreeStepWorkflow.run, "x", id=faults.unique_id("bare"), task_queue=queue
+            )
+            assert result == [1, 1, 1]
+
+    benchmark.pedantic(lambda: temporal_loop.run(runs()), rounds=5, warmup_rounds=1)
+    throughput.record(benchmark, "3-step workflow, bare client", RUNS, unit="runs")
+
+
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
+@pytest.mark.benchmark(group="simulation-throughput")
+def test_simulation_harness_sequential(
+    benchmark: Any, fault_harness: Any, throughput: Any, sandboxed: bool
+) -> None:
+    options = {} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}
+    harness = fault_harness(workflows=[ThreeStepWorkflow], activities=[probe], **options)
+    plan = faults.ScriptedPlan()
+
+    def runs() -> None:
+        for _ in range(RUNS):
+            check(harness.run(ThreeStepWorkflow.run, "x", plan=plan))
+
+    benchmark.pedantic(runs, rounds=5, warmup_rounds=1)
+    name = (
+        f"3-step workflow, harness + replay + check, {'sandboxed' if sandboxed else 'unsandboxed'}"
+    )
+    throughput.record(benchmark, name, RUNS, unit="runs")
+    throughput.ratio(benchmark, name, "3-step workflow, bare client")
+
+
+@pytest.mark.benchmark(group="simulation-throughput")
+def test_simulation_harness_eight_at_once(
+    benchmark: Any, fault_harness: Any, throughput: Any
+) -> None:
+    harness = fault_harness(workflows=[ThreeStepWorkflow], activities=[probe])
+    plan = faults.ScriptedPlan()
+
+    async def runs() -> None:
+        for _ in range(RUNS // 8):
+            outcomes = await asyncio.gather(
+                *(harness.execute(ThreeStepWorkflow.run, "x", plan=plan) for _ in range(8))
+            )
+            for outcome in outcomes:
+                check(outcome)
+
+    assert harness.loop is not None
+    loop = harness.loop
+    benchmark.pedantic(lambda: loop.run(runs()), rounds=5, warmup_rounds=1)
+    name = "3-step workflow, harness + replay + check, 8 at once"
+    throughput.record(benchmark, name, RUNS // 8 * 8, unit="runs")
+    throughput.ratio(benchmark, name, "3-step workflow, bare client")
