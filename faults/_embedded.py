@@ -122,6 +122,7 @@ async def start_environment(
             ui_port=ui_port,
             dev_server_existing_path=server_binary("temporal"),
             dev_server_database_filename=database_file,
+            dev_server_log_level="error",
         )
     if kind == "external":
         client = await connect(address, namespace=namespace, plugins=plugins)

@@ -1,0 +1,177 @@
+"""``python -m patterns``: every pattern on an embedded dev server (or a cluster), with a report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+import faults
+
+from ._report import DemoReport
+
+PATTERNS = ("patterns.saga", "patterns.fanout", "patterns.breaker")
+"""The pattern packages demonstrated, in order; each exports ``demonstrate``."""
+
+DEFAULT_FAULTS = "fail=0.1,delay=0.05,duplicate=0.1,delay_seconds=0.05"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m patterns",
+        description="Run the saga, fan-out/fan-in and circuit-breaker demonstrations under a "
+        "seeded chaos plan on an embedded Temporal dev server (or an existing cluster) and "
+        "report what happened, which faults were injected and which invariants held.",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed for data and faults (default 7)")
+    parser.add_argument(
+        "--faults",
+        default=DEFAULT_FAULTS,
+        metavar="SPEC",
+        help="chaos plan as NAME=PROBABILITY pairs, e.g. 'fail=0.2,delay=0.1,duplicate=0.1' "
+        f"(default {DEFAULT_FAULTS!r}; 'none' for no faults)",
+    )
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="host:port of an existing cluster instead of the embedded dev server "
+        "(TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS and API-key settings also apply)",
+    )
+    parser.add_argument("--namespace", default=None, help="namespace on an existing cluster")
+    parser.add_argument(
+        "--ui",
+        action="store_true",
+        help="keep the embedded dev server and its Web UI up afterwards (Ctrl-C to stop)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="directory for the services' SQLite databases (default: a new temporary one)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=[name.rsplit(".", 1)[1] for name in PATTERNS],
+        action="append",
+        help="run only this pattern (repeatable)",
+    )
+    return parser
+
+
+def _plan(parser: argparse.ArgumentParser, spec: str, seed: int) -> faults.FaultPlan | None:
+    if spec.strip().lower() in ("", "none"):
+        return None
+    try:
+        return faults.RandomPlan.parse(spec, seed=seed)
+    except faults.FaultPlanError as err:
+        parser.error(f"argument --faults: {err}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
+    log = faults.FaultLog()
+    plugin = faults.FaultPlugin(log=log, strict=False)
+    ui_port = _free_port() if args.ui else None
+    if args.address:
+        say(f"connecting to {args.address} ...")
+        env = await faults.start_environment(
+            "external", plugins=[plugin], address=args.address, namespace=args.namespace
+        )
+    else:
+        say("starting the embedded Temporal dev server on 127.0.0.1 ...")
+        env = await faults.start_environment("dev", plugins=[plugin], ui=args.ui, ui_port=ui_port)
+    say(f"plan: {plan.describe() if plan else 'no faults'}")
+    reports: list[DemoReport] = []
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="workflow-resilience-"))
+    async with env:
+        for name in PATTERNS:
+            short = name.rsplit(".", 1)[1]
+            if args.only and short not in args.only:
+                continue
+            module = importlib.import_module(name)
+            say(f"\n== {short}")
+            started = time.perf_counter()
+            (workdir / short).mkdir(parents=True, exist_ok=True)
+            report: DemoReport = await module.demonstrate(
+                env.client, seed=args.seed, plan=plan, workdir=workdir / short, say=say
+            )
+            say(f"   ({time.perf_counter() - started:.1f} s)")
+            reports.append(report)
+        _print_report(reports, log)
+        if args.ui and ui_port is not None:
+            say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def say(line: str) -> None:
+    """Print one line of progress, at once."""
+    print(line, flush=True)
+
+
+def _print_report(reports: Sequence[DemoReport], log: faults.FaultLog) -> None:
+    say("\n================ report ================")
+    for report in reports:
+        say(f"\n{report.pattern}")
+        for line in report.summary:
+            say(f"  {line}")
+        for check in report.checks:
+            mark = "held    " if check.held else "VIOLATED"
+            say(f"  [{mark}] {check.name}" + (f": {check.detail}" if check.detail else ""))
+    say("")
+    say(log.summary())
+    violated = [c.name for r in reports for c in r.checks if not c.held]
+    total = sum(len(r.checks) for r in reports)
+    say(
+        f"\n{total - len(violated)} of {total} invariants held"
+        + (f"; violated: {', '.join(violated)}" if violated else "")
+    )
+
+
+def _quiet_expected_failures() -> None:
+    """Injected faults are expected: keep the SDK's per-attempt failure logs out of the report."""
+    logging.getLogger("temporalio").setLevel(logging.CRITICAL)
+    Runtime.set_default(
+        Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")
+                )
+            )
+        ),
+        error_if_already_set=False,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m patterns`` and ``workflow-resilience-demo``."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _quiet_expected_failures()
+    if args.workdir is not None and not args.workdir.is_dir():
+        parser.error(f"argument --workdir: {args.workdir} is not a directory; create it first")
+    plan = _plan(parser, args.faults, args.seed)
+    try:
+        return asyncio.run(_run(args, plan))
+    except ConnectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
