@@ -29,7 +29,10 @@ class EventLoopThread:
         self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and return its result (or raise its exception)."""
+        """Run ``coro`` on the loop and return its result (or raise its exception).
+
+        Past ``timeout`` seconds the coroutine is cancelled and :class:`TimeoutError` raised.
+        """
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
@@ -40,7 +43,7 @@ class EventLoopThread:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise
+            raise TimeoutError(f"coroutine did not finish within {timeout} s; cancelled") from None
 
     def close(self) -> None:
         """Cancel what still runs on the loop, stop it and join the thread."""
