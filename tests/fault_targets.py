@@ -146,3 +146,29 @@ class ThreeStepWorkflow:
                 )
             )
         return attempts
+
+
+@activity.defn
+async def slow_step(step: int) -> int:
+    """One step of a long workflow: 50 ms of work, counted."""
+    await asyncio.sleep(0.05)
+    _count()
+    return step
+
+
+@workflow.defn
+class LongWorkflow:
+    """``steps`` sequential activities: long enough to survive a server restart mid-run."""
+
+    @workflow.run
+    async def run(self, steps: int) -> int:
+        total = 0
+        for step in range(steps):
+            total += await workflow.execute_activity(
+                slow_step,
+                step,
+                activity_id=f"step-{step}",
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=1)),
+            )
+        return total
