@@ -76,3 +76,231 @@ def test_order_completes_with_every_effect_once(harness: Any, services: OrderSer
     assert outcome.result.status == "completed"
     assert ledger.net_charge_cents == order.total_cents == 2899
     assert [e.op for e in ledger.journal] == ["charge", "reserve", "ship", "confirm"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "journal"),
+    [
+        ({"card_token": DECLINED_CARD}, "PaymentDeclined", [("refund", "noop")]),
+        (
+            {"address": Address("1 Ice Shelf", "McMurdo", "0000", "AQ")},
+            "AddressNotServed",
+            [
+                ("charge", "applied"),
+                ("reserve", "applied"),
+                ("cancel_shipment", "noop"),
+                ("release", "applied"),
+                ("refund", "applied"),
+            ],
+        ),
+    ],
+)
+def test_business_failures_compensate_last_in_first_out(
+    harness: Any, services: OrderServices, changes: dict[str, Any], error: str, journal: Any
+) -> None:
+    order = fresh_order(services, **changes)
+    outcome, ledger = run_and_check(harness, services, order)
+    assert outcome.cause.type == "OrderFailed" and error in str(outcome.cause)
+    assert [(e.op, e.effect) for e in ledger.journal] == journal
+    assert ledger.net_charge_cents == 0 and ledger.reserved == {}
+
+
+def test_out_of_stock_refunds_the_charge(harness: Any, services: OrderServices) -> None:
+    order = fresh_order(services, stock=1)
+    outcome, ledger = run_and_check(harness, services, order)
+    assert "OutOfStock" in str(outcome.cause) and "has 1 units in stock, order wants 2" in str(
+        outcome.cause
+    )
+    assert [(e.op, e.effect) for e in ledger.journal] == [
+        ("charge", "applied"),
+        ("release", "noop"),
+        ("refund", "applied"),
+    ]
+    assert services.stock(order.items[0].sku) == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda o: dataclasses.replace(o, items=[]), "order.items is empty"),
+        (
+            lambda o: dataclasses.replace(o, items=[dataclasses.replace(o.items[0], quantity=0)]),
+            "order.items[0].quantity=0",
+        ),
+        (
+            lambda o: dataclasses.replace(
+                o, items=[o.items[0], dataclasses.replace(o.items[1], unit_price_cents=-5)]
+            ),
+            "order.items[1].unit_price_cents=-5",
+        ),
+        (
+            lambda o: dataclasses.replace(o, address=dataclasses.replace(o.address, city=" ")),
+            "order.address.city=' '",
+        ),
+        (
+            lambda o: dataclasses.replace(
+                o, address=dataclasses.replace(o.address, country="France")
+            ),
+            "order.address.country='France'",
+        ),
+        (
+            lambda o: dataclasses.replace(o, items=[*o.items, LineItem("no-such-sku", 1, 100)]),
+            "order.items[2].sku='no-such-sku' is not in the catalog",
+        ),
+    ],
+)
+def test_invalid_orders_fail_before_any_side_effect(
+    harness: Any, services: OrderServices, mutate: Any, field: str
+) -> None:
+    order = mutate(fresh_order(services))
+    outcome = harness.run(OrderSaga.run, order, SagaSettings())
+    cause = outcome.cause
+    while getattr(cause, "cause", None) is not None:  # unknown SKU arrives through check_catalog
+        cause = cause.cause
+    assert field in str(cause)
+    assert cause.non_retryable
+    ledger = services.ledger(order.order_id)
+    assert ledger.journal == [] and ledger.charged_cents == 0 and ledger.reserved == {}
+
+
+def test_saga_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match=r"SagaSettings.step_attempts=0 must be an integer >= 1"):
+        SagaSettings(step_attempts=0)
+
+
+def test_duplicated_steps_act_once(harness: Any, services: OrderServices) -> None:
+    faults_on_every_step = plan(
+        ("charge", 1, Duplicate()),
+        ("reserve", 1, Duplicate()),
+        ("ship", 1, Duplicate()),
+        ("confirm", 1, Duplicate()),
+    )
+    order = fresh_order(services)
+    outcome, ledger = run_and_check(harness, services, order, plan=faults_on_every_step)
+    assert outcome.succeeded and len(outcome.injections) == 4
+    assert [e.effect for e in ledger.journal].count("replayed") == 4
+
+
+def test_lost_charge_completion_on_last_attempt_is_still_refunded(
+    harness: Any, services: OrderServices
+) -> None:
+    order = fresh_order(services)
+    outcome, ledger = run_and_check(
+        harness, services, order, SagaSettings(step_attempts=1), plan(("charge", 1, Duplicate()))
+    )
+    assert outcome.cause.type == "OrderFailed"
+    assert ledger.charged_cents == ledger.refunded_cents == order.total_cents
+
+
+def test_a_compensation_that_keeps_failing_is_reported(
+    harness: Any, services: OrderServices
+) -> None:
+    order = fresh_order(services, address=Address("1 Ice Shelf", "McMurdo", "0000", "AQ"))
+    outcome, ledger = run_and_check(
+        harness,
+        services,
+        order,
+        SagaSettings(compensation_attempts=2),
+        plan(("release", 1, Fail()), ("release", 2, Fail())),
+    )
+    assert outcome.cause.type == "SagaCompensationError"
+    assert [d["name"] for d in outcome.cause.details] == ["release"]
+    assert outcome.cause.cause.cause.type == "AddressNotServed"  # the original failure, chained
+    assert ledger.reserved == {sku.sku: sku.quantity for sku in order.items}
+    assert ledger.refunded_cents == order.total_cents  # the saga went on past the failure
+
+
+def test_steps_after_the_pivot_are_retried_to_completion(
+    harness: Any, services: OrderServices
+) -> None:
+    order = fresh_order(services)
+    outcome, ledger = run_and_check(
+        harness,
+        services,
+        order,
+        SagaSettings(step_attempts=1),
+        ScriptedPlan(
+            (
+                ScriptedFault("confirm", 1, Fail(), key="confirm-1"),
+                ScriptedFault("confirm", 2, Fail(retryable=False), key="confirm-1"),
+                ScriptedFault("confirm", 1, Fail(retryable=False), key="confirm-2"),
+            )
+        ),
+    )
+    assert outcome.succeeded and ledger.confirmations == 1
+    assert [(i.key, i.attempt) for i in outcome.injections] == [
+        ("confirm-1", 1),
+        ("confirm-1", 2),
+        ("confirm-2", 1),
+    ]
+    assert not any(e.op in ("refund", "release", "cancel_shipment") for e in ledger.journal)
+
+
+def test_cancelled_order_is_compensated_and_a_late_step_is_refused(
+    harness: Any, services: OrderServices
+) -> None:
+    import asyncio
+
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import CancelledError
+
+    order = fresh_order(services)
+    workflow_id = faults.unique_id("saga-cancel")
+
+    async def cancel_while_reserving() -> BaseException | None:
+        with faults.injecting(plan(("reserve", 1, faults.Delay(1.5)))):
+            handle = await harness.client.start_workflow(
+                OrderSaga.run,
+                args=[order, SagaSettings()],
+                id=workflow_id,
+                task_queue=harness.task_queue,
+            )
+        while await handle.query(OrderSaga.stage) != "reserving":
+            await asyncio.sleep(0.02)
+        await handle.cancel()
+        try:
+            await handle.result()
+        except WorkflowFailureError as err:
+            return err.cause
+        return None
+
+    assert harness.loop is not None
+    cause = harness.loop.run(cancel_while_reserving())
+    assert isinstance(cause, CancelledError)
+    harness.loop.run(asyncio.sleep(2.0))  # let the delayed reserve attempt arrive
+    ledger = services.ledger(order.order_id)
+    assert [(e.op, e.effect) for e in ledger.journal] == [
+        ("charge", "applied"),
+        ("release", "noop"),
+        ("refund", "applied"),
+    ]
+    assert ledger.net_charge_cents == 0 and ledger.reserved == {}
+    assert services.stock(order.items[0].sku) == 10
+    harness.loop.run(harness.replay(workflow_id))
+
+
+def test_demonstrate_holds_every_invariant(
+    temporal_client: Any, temporal_loop: Any, tmp_path: Path
+) -> None:
+    from patterns.saga import demonstrate
+
+    lines: list[str] = []
+    report = temporal_loop.run(
+        demonstrate(temporal_client, seed=7, plan=None, workdir=tmp_path, say=lines.append)
+    )
+    assert report.ok, report.checks
+    assert len(report.checks) == 5 and len(report.summary) == 4
+    assert "completed" in report.summary[0] and "OrderFailed" in report.summary[1]
+    assert (tmp_path / "saga-services.sqlite").exists() and lines
+
+
+def test_demonstrate_under_random_faults(
+    temporal_client: Any, temporal_loop: Any, tmp_path: Path
+) -> None:
+    from patterns.saga import demonstrate
+
+    chaos = faults.RandomPlan.parse("fail=0.2,duplicate=0.2", seed=3)
+    report = temporal_loop.run(
+        demonstrate(temporal_client, seed=11, plan=chaos, workdir=tmp_path, say=lambda _: None)
+    )
+    assert report.ok, report.checks

@@ -110,7 +110,8 @@ def describe_error(error: BaseException) -> str:
             break
         inner = nxt
     kind = getattr(inner, "type", None) or type(inner).__name__
-    return f"{kind}: {inner}" if str(inner) else kind
+    message = getattr(inner, "message", None) or str(inner)
+    return f"{kind}: {message}" if message else kind
 
 
 async def _finish(task: asyncio.Future[T]) -> tuple[T, bool]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from ._activities import OrderActivities
@@ -66,12 +67,18 @@ class OrderSaga:
         return await saga.step(action, compensation=compensation)
 
     def _call(
-        self, method: Callable[..., Any], *args: Any, attempts: int, settings: SagaSettings
+        self,
+        method: Callable[..., Any],
+        *args: Any,
+        attempts: int,
+        settings: SagaSettings,
+        activity_id: str | None = None,
     ) -> Callable[[], Awaitable[Any]]:
         def start() -> Awaitable[Any]:
             return workflow.execute_activity_method(
                 method,
                 args=list(args),
+                activity_id=activity_id,
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(milliseconds=settings.retry_interval_ms),
@@ -166,6 +173,10 @@ class OrderSaga:
             self._stage = "compensated"
             if isinstance(err, asyncio.CancelledError):
                 raise
+            if is_cancelled_exception(err):
+                raise CancelledError(
+                    f"order {oid} was cancelled and compensated ({', '.join(report.compensated)})"
+                ) from err
             raise ApplicationError(
                 f"order {oid} failed and was compensated ({', '.join(report.compensated)}): "
                 f"{describe_error(err)}",
@@ -174,15 +185,20 @@ class OrderSaga:
             ) from err
 
         self._stage = "confirming"
-        await saga.complete(
-            self._call(
+        tries = itertools.count(1)
+
+        def confirm() -> Awaitable[Any]:
+            # Each execution gets its own activity id: confirm-1, confirm-2, ...
+            return self._call(
                 OrderActivities.confirm,
                 keys.confirm,
                 oid,
                 order.email,
                 attempts=0,
                 settings=settings,
-            )
-        )
+                activity_id=f"confirm-{next(tries)}",
+            )()
+
+        await saga.complete(confirm)
         self._stage = "completed"
         return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
