@@ -66,6 +66,7 @@ async def _all(coroutines: Iterable[Awaitable[None]]) -> None:
     except BaseException:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise
 
 

@@ -1,0 +1,78 @@
+"""Deliberately broken fan-ins, to show the fan-in properties catch real mistakes.
+
+* :class:`ValueKeyedActivities` stores results keyed by their value instead of
+  their record id: two customers with identical details (a duplicate row of a
+  CRM export) collapse into one, and a record is lost.
+* :class:`LossyBatchWorkflow` drops a chunk whose activity failed for good: its
+  records are neither stored nor reported failed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import ClassVar
+
+from temporalio import workflow
+
+from patterns._sqlite import transaction
+from patterns.fanout import (
+    BatchRequest,
+    BatchResult,
+    EnrichedCustomer,
+    FanIn,
+    FanOutActivities,
+    FanOutBatchWorkflow,
+    FanOutSegmentWorkflow,
+    RangeRequest,
+    RangeResult,
+)
+
+
+class ValueKeyedActivities(FanOutActivities):
+    """Skips a result whose details match one already stored: deduplication by value."""
+
+    def store(
+        self, conn: sqlite3.Connection, batch_id: str, rows: Sequence[EnrichedCustomer]
+    ) -> None:
+        with transaction(conn):
+            for r in rows:
+                conn.execute(
+                    "INSERT INTO enriched SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+                    "(SELECT 1 FROM enriched WHERE batch_id = ? AND fingerprint = ?)",
+                    (
+                        batch_id, r.record_id, r.fingerprint(), r.full_name, r.email,
+                        r.email_domain, r.country, r.region, r.age, r.tier,
+                        batch_id, r.fingerprint(),
+                    ),
+                )  # fmt: skip
+
+
+class LossyFanIn(FanIn):
+    """Forgets parts that failed permanently."""
+
+    def add_failed(self, start: int, end: int, reason: str) -> None:
+        return None
+
+
+@workflow.defn(name="LossySegmentWorkflow")
+class LossySegmentWorkflow(FanOutSegmentWorkflow):
+    """A segment child with the lossy fan-in."""
+
+    fan_in_type: ClassVar[type[FanIn]] = LossyFanIn
+
+    @workflow.run
+    async def run(self, request: RangeRequest) -> RangeResult:
+        return await super().run(request)
+
+
+@workflow.defn(name="LossyBatchWorkflow")
+class LossyBatchWorkflow(FanOutBatchWorkflow):
+    """A batch with the lossy fan-in, in itself and in its children."""
+
+    fan_in_type: ClassVar[type[FanIn]] = LossyFanIn
+    segment_workflow: ClassVar[str] = "LossySegmentWorkflow"
+
+    @workflow.run
+    async def run(self, request: BatchRequest) -> BatchResult:
+        return await super().run(request)

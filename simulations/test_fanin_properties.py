@@ -1,0 +1,79 @@
+"""Fan-in completeness under faults, and proof that the property catches broken fan-ins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+import faults
+from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
+
+from .fanin_model import MAX_RECORDS, Scenario, check_fan_in, scenarios
+from .fanin_variants import LossyBatchWorkflow, LossySegmentWorkflow, ValueKeyedActivities
+
+CORRECT = FanOutActivities()
+VALUE_KEYED = ValueKeyedActivities()
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("fanin") / "results.sqlite3")
+
+
+def _harness(fault_harness: Any, acts: FanOutActivities, *workflows: type) -> faults.FaultHarness:
+    return fault_harness(
+        workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow, *workflows],
+        activities=[acts.process_chunk, acts.seal_batch],
+    )
+
+
+@pytest.fixture(scope="module")
+def correct(fault_harness: Any) -> faults.FaultHarness:
+    return _harness(fault_harness, CORRECT)
+
+
+@given(data=st.data())
+def test_every_record_is_counted_once_and_failures_are_exact(
+    correct: faults.FaultHarness, database: str, data: st.DataObject
+) -> None:
+    check_fan_in(correct, data.draw(scenarios(database), label="scenario"), FanOutBatchWorkflow.run)
+
+
+SHRINK = settings(
+    max_examples=200,
+    database=None,
+    derandomize=True,
+    phases=[Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+    deadline=None,
+)
+
+
+def _counterexample(harness: faults.FaultHarness, database: str, workflow: Any) -> Scenario:
+    def fails(scenario: Scenario) -> bool:
+        try:
+            check_fan_in(harness, scenario, workflow)
+        except AssertionError:
+            return True
+        return False
+
+    return find(scenarios(database, policies=("collect",)), fails, settings=SHRINK)
+
+
+def test_a_fan_in_that_deduplicates_by_value_is_caught(fault_harness: Any, database: str) -> None:
+    harness = _harness(fault_harness, VALUE_KEYED)
+    found = _counterexample(harness, database, FanOutBatchWorkflow.run)
+    # Two records carrying one customer's details, no fault needed.
+    assert found.plan.faults == ()
+    assert found.request.count <= MAX_RECORDS
+
+
+def test_a_fan_in_that_loses_a_failed_chunk_is_caught(fault_harness: Any, database: str) -> None:
+    harness = _harness(fault_harness, CORRECT, LossyBatchWorkflow, LossySegmentWorkflow)
+    found = _counterexample(harness, database, LossyBatchWorkflow.run)
+    [fault] = found.plan.faults
+    assert fault.activity == "process_chunk"
+    assert fault.fault == faults.Fail(retryable=False)
