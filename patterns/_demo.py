@@ -13,11 +13,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 import faults
 
-from ._report import DemoReport
+from ._report import DemoReport, Say
 
 PATTERNS = ("patterns.saga", "patterns.fanout", "patterns.breaker")
 """The pattern packages demonstrated, in order; each exports ``demonstrate``."""
@@ -59,6 +60,14 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for the services' SQLite databases (default: a new temporary one)",
     )
     parser.add_argument(
+        "--chaos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the report, run N chaos schedules (seeds SEED, SEED+1, ...) with "
+        "progress, stopping at the first violated invariant with the seed that reproduces it",
+    )
+    parser.add_argument(
         "--only",
         choices=[name.rsplit(".", 1)[1] for name in PATTERNS],
         action="append",
@@ -94,23 +103,13 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     else:
         say("starting the embedded Temporal dev server on 127.0.0.1 ...")
         env = await faults.start_environment("dev", plugins=[plugin], ui=args.ui, ui_port=ui_port)
-    say(f"plan: {plan.describe() if plan else 'no faults'}")
-    reports: list[DemoReport] = []
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="workflow-resilience-"))
+    selected = [n for n in PATTERNS if not args.only or n.rsplit(".", 1)[1] in args.only]
     async with env:
-        for name in PATTERNS:
-            short = name.rsplit(".", 1)[1]
-            if args.only and short not in args.only:
-                continue
-            module = importlib.import_module(name)
-            say(f"\n== {short}")
-            started = time.perf_counter()
-            (workdir / short).mkdir(parents=True, exist_ok=True)
-            report: DemoReport = await module.demonstrate(
-                env.client, seed=args.seed, plan=plan, workdir=workdir / short, say=say
-            )
-            say(f"   ({time.perf_counter() - started:.1f} s)")
-            reports.append(report)
+        if args.chaos:
+            return await _chaos(env.client, args, selected, workdir)
+        say(f"plan: {plan.describe() if plan else 'no faults'}")
+        reports = await _demonstrate(env.client, selected, args.seed, plan, workdir, say)
         _print_report(reports, log)
         if args.ui and ui_port is not None:
             say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
@@ -119,6 +118,57 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
             except asyncio.CancelledError:
                 pass
     return 0 if all(r.ok for r in reports) else 1
+
+
+async def _demonstrate(
+    client: Client,
+    selected: Sequence[str],
+    seed: int,
+    plan: faults.FaultPlan | None,
+    workdir: Path,
+    out: Say,
+) -> list[DemoReport]:
+    reports = []
+    for name in selected:
+        short = name.rsplit(".", 1)[1]
+        module = importlib.import_module(name)
+        out(f"\n== {short}")
+        started = time.perf_counter()
+        (workdir / short).mkdir(parents=True, exist_ok=True)
+        report: DemoReport = await module.demonstrate(
+            client, seed=seed, plan=plan, workdir=workdir / short, say=out
+        )
+        out(f"   ({time.perf_counter() - started:.1f} s)")
+        reports.append(report)
+    return reports
+
+
+async def _chaos(
+    client: Client, args: argparse.Namespace, selected: Sequence[str], workdir: Path
+) -> int:
+    """Run ``args.chaos`` seeded fault schedules; stop at the first violated invariant."""
+    started = time.perf_counter()
+    for i in range(args.chaos):
+        seed = args.seed + i
+        plan = faults.RandomPlan.parse(args.faults, seed=seed) if args.faults != "none" else None
+        lines: list[str] = []
+        reports = await _demonstrate(
+            client, selected, seed, plan, workdir / f"run-{seed}", lines.append
+        )
+        elapsed = time.perf_counter() - started
+        if not all(r.ok for r in reports):
+            for line in lines:
+                say(line)
+            _print_report(reports, faults.FaultLog())
+            only = "".join(f" --only {n.rsplit('.', 1)[1]}" for n in selected)
+            say(
+                f"\nchaos run {i + 1} of {args.chaos} violated an invariant; reproduce with:\n"
+                f"  python -m patterns --seed {seed} --faults '{args.faults}'{only}"
+            )
+            return 1
+        say(f"chaos {i + 1}/{args.chaos}: seed {seed} held ({(i + 1) / elapsed:.2f} runs/s)")
+    say(f"\n{args.chaos} chaos runs, every invariant held")
+    return 0
 
 
 def say(line: str) -> None:
@@ -167,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_expected_failures()
     if args.workdir is not None and not args.workdir.is_dir():
         parser.error(f"argument --workdir: {args.workdir} is not a directory; create it first")
+    if args.chaos < 0:
+        parser.error(f"argument --chaos: {args.chaos} is negative; pass a number of runs >= 1")
     plan = _plan(parser, args.faults, args.seed)
     try:
         return asyncio.run(_run(args, plan))
