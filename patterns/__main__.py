@@ -1,6 +1,6 @@
 """Run the demonstration: ``python -m patterns --help``."""
 
-from ._demo import main
+from ._demo import run
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
@@ -227,3 +229,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
+
+
+def run() -> NoReturn:
+    """Process entry point: :func:`main`, then exit without interpreter teardown.
+
+    The SDK's Rust runtime threads can outlive the event loop and abort the
+    interpreter while it finalises (temporalio/sdk-python issue #300), turning a
+    clean run into exit status 134; exiting directly after flushing avoids it.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,65 @@
+"""``python -m patterns``: a full run, bad arguments, an unreachable cluster."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TEMPORAL_API_KEY": "sk-demo-secret-do-not-print"}
+    return subprocess.run(
+        [sys.executable, "-m", "patterns", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_full_demonstration_reports_every_invariant_held() -> None:
+    result = demo("--seed", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for section in ("saga", "fan-out", "breaker"):
+        assert section in out
+    assert "faults injected:" in out
+    assert "VIOLATED" not in out
+    held = [line for line in out.splitlines() if "[held    ]" in line]
+    assert len(held) >= 10
+    assert "invariants held" in out.splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--faults", "fail=1.5"], "FaultRule.fail=1.5 is outside [0, 1]"),
+        (["--faults", "explode=0.1"], "'explode=0.1' is not NAME=VALUE"),
+        (["--seed", "many"], "argument --seed: invalid int value: 'many'"),
+        (["--only", "bulkhead"], "argument --only: invalid choice: 'bulkhead'"),
+        (["--chaos", "-3"], "argument --chaos: -3 is negative"),
+        (["--workdir", "/nonexistent/dir"], "/nonexistent/dir is not a directory"),
+    ],
+)
+def test_bad_arguments_exit_2_with_usage(args: list[str], message: str) -> None:
+    result = demo(*args, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: python -m patterns")
+    assert message in result.stderr
+
+
+def test_unreachable_cluster_fails_within_seconds_without_printing_credentials() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    result = demo("--address", f"127.0.0.1:{port}", timeout=60)
+    assert result.returncode == 3
+    assert f"cannot reach Temporal at 127.0.0.1:{port}" in result.stderr
+    assert time.monotonic() - started < 30
+    assert "sk-demo-secret" not in result.stdout + result.stderr
