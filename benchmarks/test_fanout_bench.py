@@ -170,5 +170,3 @@ def test_batch_100k_end_to_end(
     throughput.record(benchmark, "fanout[default@100k]", BIG, unit="records")
     throughput.ratio(benchmark, "fanout[default@100k]", "in_process_asyncio@100k")
     assert peak < 1024, f"worker peak memory {peak:.0f} MB for 100,000 records"
-
-
