@@ -173,9 +173,9 @@ def draw(data: dict[str, list[tuple[int, float]]], title: str) -> Canvas:
         canvas.text(x - len(f"{width:,}") * 6, bottom + 12, f"{width:,}")
     canvas.line(left, bottom, right, bottom, black, 2)
     canvas.line(left, top, left, bottom, black, 2)
-    canvas.text(left, 18, title)
+    canvas.text(left, 6, title)
     canvas.text((left + right) // 2 - 150, bottom + 44, "fan-out width (records)")
-    canvas.text(10, top - 30, "records/s (log)")
+    canvas.text(10, top - 28, "records/s (log)")
     for n, (strategy, points) in enumerate(sorted(data.items())):
         colour = COLOURS[n % len(COLOURS)]
         xy = [at(w, r) for w, r in points]
