@@ -7,46 +7,51 @@ cancellation, a pivot after which steps are retried to completion).
 through :class:`OrderActivities`; :func:`demonstrate` shows it end to end.
 """
 
-from ._activities import (
-    ALL_ACTIVITIES,
-    COMPENSATION_ACTIVITIES,
-    STEP_ACTIVITIES,
-    OrderActivities,
-)
-from ._demo import demonstrate
-from ._orders import Product, make_catalog, make_order
-from ._saga import (
-    Compensation,
-    CompensationOutcome,
-    Saga,
-    SagaCompensationError,
-    SagaError,
-    SagaOptions,
-    SagaReport,
-)
-from ._services import (
-    AddressNotServed,
-    BusinessError,
-    JournalEntry,
-    OperationVoided,
-    OrderLedger,
-    OrderServices,
-    OutOfStock,
-    PaymentDeclined,
-    UnknownSku,
-)
-from ._types import (
-    DECLINED_CARD,
-    SERVED_COUNTRIES,
-    Address,
-    InvalidOrderError,
-    LineItem,
-    Order,
-    OrderKeys,
-    OrderResult,
-    SagaSettings,
-    validate_order,
-)
+from temporalio import workflow
+
+# Only OrderSaga's own module needs the sandbox; the rest (services, Faker, the
+# demonstration) is passed through so each workflow run does not re-import it.
+with workflow.unsafe.imports_passed_through():
+    from ._activities import (
+        ALL_ACTIVITIES,
+        COMPENSATION_ACTIVITIES,
+        STEP_ACTIVITIES,
+        OrderActivities,
+    )
+    from ._demo import demonstrate
+    from ._orders import Product, make_catalog, make_order
+    from ._saga import (
+        Compensation,
+        CompensationOutcome,
+        Saga,
+        SagaCompensationError,
+        SagaError,
+        SagaOptions,
+        SagaReport,
+    )
+    from ._services import (
+        AddressNotServed,
+        BusinessError,
+        JournalEntry,
+        OperationVoided,
+        OrderLedger,
+        OrderServices,
+        OutOfStock,
+        PaymentDeclined,
+        UnknownSku,
+    )
+    from ._types import (
+        DECLINED_CARD,
+        SERVED_COUNTRIES,
+        Address,
+        InvalidOrderError,
+        LineItem,
+        Order,
+        OrderKeys,
+        OrderResult,
+        SagaSettings,
+        validate_order,
+    )
 from ._workflow import OrderSaga
 
 __all__ = [

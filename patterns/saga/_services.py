@@ -120,6 +120,10 @@ class OrderServices:
         self._local = threading.local()
         self._connection()  # create the schema (and fail early on a bad file)
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection to the services database."""
+        return self._connection()
+
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:

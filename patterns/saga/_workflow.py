@@ -66,6 +66,10 @@ class OrderSaga:
         """Run one forward step with its compensation (registered first)."""
         return await saga.step(action, compensation=compensation)
 
+    def post_pivot_attempts(self, settings: SagaSettings) -> int:
+        """Maximum attempts of each execution of a step after the pivot (0: unlimited)."""
+        return 0
+
     def _call(
         self,
         method: Callable[..., Any],
@@ -194,7 +198,7 @@ class OrderSaga:
                 keys.confirm,
                 oid,
                 order.email,
-                attempts=0,
+                attempts=self.post_pivot_attempts(settings),
                 settings=settings,
                 activity_id=f"confirm-{next(tries)}",
             )()
