@@ -51,12 +51,12 @@ def run_and_check(
     harness: faults.FaultHarness,
     services: OrderServices,
     order: Order,
-    settings: SagaSettings = SagaSettings(),
+    settings: SagaSettings | None = None,
     plan: faults.FaultPlan | None = None,
 ) -> tuple[Any, Any]:
     skus = sorted({i.sku for i in order.items})
     before = {sku: services.stock(sku) for sku in skus}
-    outcome = harness.run(OrderSaga.run, order, settings, plan=plan)
+    outcome = harness.run(OrderSaga.run, order, settings or SagaSettings(), plan=plan)
     assert harness.loop is not None
     run = harness.loop.run(observe_run(harness.client, outcome.workflow_id, outcome.error))
     ledger = services.ledger(order.order_id)
