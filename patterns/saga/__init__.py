@@ -30,8 +30,10 @@ with workflow.unsafe.imports_passed_through():
         SagaReport,
     )
     from ._services import (
+        FRAUD_LIMIT_CENTS,
         AddressNotServed,
         BusinessError,
+        FraudSuspected,
         JournalEntry,
         OperationVoided,
         OrderLedger,
@@ -52,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         SagaSettings,
         validate_order,
     )
-from ._workflow import OrderSaga
+from ._workflow import FRAUD_SCREEN_PATCH, OrderSaga
 
 __all__ = [
     "ALL_ACTIVITIES",
@@ -78,6 +80,9 @@ __all__ = [
     "OrderServices",
     "OutOfStock",
     "PaymentDeclined",
+    "FraudSuspected",
+    "FRAUD_LIMIT_CENTS",
+    "FRAUD_SCREEN_PATCH",
     "Product",
     "Saga",
     "SagaCompensationError",

@@ -25,7 +25,13 @@ STEP_ACTIVITIES = ("charge", "reserve", "ship")
 COMPENSATION_ACTIVITIES = ("refund", "release", "cancel_shipment")
 """Compensations of :data:`STEP_ACTIVITIES`, in the same order."""
 
-ALL_ACTIVITIES = ("check_catalog", *STEP_ACTIVITIES, *COMPENSATION_ACTIVITIES, "confirm")
+ALL_ACTIVITIES = (
+    "check_catalog",
+    "screen",
+    *STEP_ACTIVITIES,
+    *COMPENSATION_ACTIVITIES,
+    "confirm",
+)
 """Every activity name the order saga runs."""
 
 
@@ -52,6 +58,12 @@ class OrderActivities:
         """Refuse an order naming a SKU the catalog does not have (read-only)."""
         with _business_errors():
             self.services.check_catalog(skus)
+
+    @activity.defn
+    def screen(self, order_id: str, email: str, amount_cents: int) -> None:
+        """Refuse an order the fraud screen suspects (read-only; added in v2 of the saga)."""
+        with _business_errors():
+            self.services.screen(order_id, email, amount_cents)
 
     @activity.defn
     def charge(self, key: str, order_id: str, card_token: str, amount_cents: int) -> int:

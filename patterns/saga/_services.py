@@ -57,6 +57,14 @@ class PaymentDeclined(BusinessError):
     """The card was declined."""
 
 
+class FraudSuspected(BusinessError):
+    """The fraud screen refused the order (v2 of the saga screens before charging)."""
+
+
+FRAUD_LIMIT_CENTS = 500_000
+"""Orders above this total are refused by the fraud screen."""
+
+
 class OutOfStock(BusinessError):
     """A SKU has fewer units in stock than the order wants."""
 
@@ -170,6 +178,14 @@ class OrderServices:
                 raise UnknownSku(
                     f"order.items[{i}].sku={sku!r} is not in the catalog; order a stocked SKU"
                 )
+
+    def screen(self, order_id: str, email: str, amount_cents: int) -> None:
+        """Raise :class:`FraudSuspected` for an order over :data:`FRAUD_LIMIT_CENTS` (read-only)."""
+        if amount_cents > FRAUD_LIMIT_CENTS:
+            raise FraudSuspected(
+                f"order {order_id} for {email}: {amount_cents / 100:.2f} exceeds the fraud "
+                f"screen's limit of {FRAUD_LIMIT_CENTS / 100:.2f}; split the order"
+            )
 
     # ------------------------------------------------------------------ payments
 

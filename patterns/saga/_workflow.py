@@ -26,6 +26,11 @@ with workflow.unsafe.imports_passed_through():
 
 T = TypeVar("T")
 
+FRAUD_SCREEN_PATCH = "fraud-screen"
+"""Patch id of v2's fraud screen. Histories recorded before it (v1) replay without the
+step; once no v1 run remains, the next version calls ``workflow.deprecate_patch`` with
+this id and screens unconditionally, and the version after that drops the call."""
+
 
 @workflow.defn
 class OrderSaga:
@@ -93,6 +98,22 @@ class OrderSaga:
 
         return start
 
+    async def screen(self, order: Order, settings: SagaSettings) -> None:
+        """v2: screen the order for fraud before any side effect (versioned with a patch)."""
+        if workflow.patched(FRAUD_SCREEN_PATCH):
+            await self.screen_step(order, settings)
+
+    async def screen_step(self, order: Order, settings: SagaSettings) -> None:
+        """The fraud-screen activity call."""
+        await self._call(
+            OrderActivities.screen,
+            order.order_id,
+            order.email,
+            order.total_cents,
+            attempts=settings.step_attempts,
+            settings=settings,
+        )()
+
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order``; see the class docstring."""
@@ -103,6 +124,7 @@ class OrderSaga:
         steps, undo = settings.step_attempts, settings.compensation_attempts
         skus = [item.sku for item in order.items]
         await self._call(OrderActivities.check_catalog, skus, attempts=steps, settings=settings)()
+        await self.screen(order, settings)
 
         keys = OrderKeys.for_workflow(workflow.info().workflow_id)
         oid = order.order_id
