@@ -1,0 +1,259 @@
+"""Model-based simulation of the circuit breaker (Hypothesis ``RuleBasedStateMachine``).
+
+The rules make concurrent callers acquire permits, report calls that succeed,
+fail or are slow (in any order, or never: permits time out), let time pass,
+and force the breaker open or reset it. After every step the breaker's view
+must equal the reference model's (:mod:`simulations.breaker_model`), and each
+rule checks the pattern's promises directly on what the breaker did.
+
+Time: the model counts whole minutes; every duration in the config is a whole
+number of minutes and time advances in whole minutes. The real entity reads
+``workflow.now()`` on the time-skipping server, where the simulation's steps
+add a few milliseconds of real time on top of the skipped minutes; since every
+deadline is a whole number of minutes after an event and an example runs for
+far less than a minute of real time, "due at or before now" agrees exactly.
+
+Results are reported one at a time (acquires run concurrently): a breaker's
+window depends on the order results arrive in, and the model needs that order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+
+from patterns.breaker import BreakerConfig, Permit
+
+from .breaker_drivers import Driver, EntityDriver, MachineDriver
+from .breaker_model import ModelBreaker, ModelConfig
+from .breaker_variants import ENTITIES, MACHINES
+
+SLOW_SECONDS = 30.0
+
+
+@st.composite
+def model_configs(draw: st.DrawFn) -> ModelConfig:
+    window = draw(st.integers(1, 5))
+    return ModelConfig(
+        threshold=draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
+        window=window,
+        minimum=draw(st.integers(1, window)),
+        streak=draw(st.none() | st.integers(1, 4)),
+        slow_seconds=draw(st.none() | st.just(SLOW_SECONDS)),
+        open_minutes=draw(st.integers(1, 4)),
+        probes=draw(st.integers(1, 3)),
+        timeout_minutes=draw(st.integers(2, 6)),
+    )
+
+
+def to_config(cfg: ModelConfig) -> BreakerConfig:
+    return BreakerConfig(
+        failure_rate_threshold=cfg.threshold,
+        window_size=cfg.window,
+        minimum_calls=cfg.minimum,
+        consecutive_failures=cfg.streak,
+        slow_call_seconds=cfg.slow_seconds,
+        open_seconds=60.0 * cfg.open_minutes,
+        half_open_permits=cfg.probes,
+        permit_timeout_seconds=60.0 * cfg.timeout_minutes,
+    )
+
+
+DURATIONS = {"ok": 0.5, "fail": 0.5, "slow": SLOW_SECONDS}
+
+
+def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBasedStateMachine]:
+    """A state machine class that drives breakers made by ``make_driver``."""
+
+    class BreakerSimulation(RuleBasedStateMachine):
+        permits = Bundle("permits")
+        last_run: list[str] = []
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.driver: Driver | None = None
+            self.model: ModelBreaker | None = None
+            self.probes: Counter[int] = Counter()
+            type(self).last_run = []
+
+        def _step(self, text: str) -> None:
+            type(self).last_run.append(text)
+
+        @initialize(cfg=model_configs())
+        def configure(self, cfg: ModelConfig) -> None:
+            self._step(f"configure({cfg})")
+            self.model = ModelBreaker(cfg)
+            self.driver = make_driver(to_config(cfg))
+
+        @rule(target=permits, callers=st.integers(1, 4))
+        def acquire(self, callers: int) -> Any:
+            assert self.driver is not None and self.model is not None
+            self._step(f"acquire({callers})")
+            state = self.model.state
+            decisions = self.driver.acquire(callers)
+            granted = [d for d in decisions if isinstance(d, Permit)]
+            if state in ("open", "forced_open"):
+                assert not granted, f"{state} breaker let {len(granted)} call(s) through"
+            for permit in granted:
+                if permit.state == "half_open":
+                    self.probes[permit.epoch] += 1
+                    assert self.probes[permit.epoch] <= self.model.cfg.probes, (
+                        f"half-open admitted {self.probes[permit.epoch]} probes, "
+                        f"{self.model.cfg.probes} permitted"
+                    )
+            expected = self.model.admits(callers)
+            assert len(granted) == expected, f"{state}: {len(granted)} permits, model {expected}"
+            self.model.granted([p.id for p in granted])
+            return multiple(*(p.id for p in granted))
+
+        @rule(permit=consumes(permits), outcome=st.sampled_from(["ok", "fail", "slow"]))
+        def complete(self, permit: str, outcome: str) -> None:
+            assert self.driver is not None and self.model is not None
+            self._step(f"complete({permit}, {outcome})")
+            before, probes_ok = self.model.state, self.model.probes_ok
+            view = self.driver.record(permit, outcome == "ok", DURATIONS[outcome])
+            counted = self.model.report(permit, outcome == "ok", DURATIONS[outcome])
+            if before == "closed" and view.state == "open":
+                assert counted and outcome != "ok", "opened on a success"
+            if view.state == "closed" and before == "half_open":
+                assert outcome == "ok" and probes_ok + 1 == self.model.cfg.probes, (
+                    f"closed after {probes_ok} successful probes and a {outcome} one"
+                )
+            assert view.state == self.model.state, (
+                f"{before} + {outcome}: breaker {view.state}, model {self.model.state}"
+            )
+
+        @rule(minutes=st.integers(1, 6))
+        def advance(self, minutes: int) -> None:
+            assert self.driver is not None and self.model is not None
+            self._step(f"advance({minutes})")
+            self.driver.advance(60.0 * minutes)
+            self.model.advance_to(self.model.minute + minutes)
+
+        @rule()
+        def force_open(self) -> None:
+            assert self.driver is not None and self.model is not None
+            self._step("force_open()")
+            self.driver.force_open()
+            self.model.force_open()
+
+        @rule()
+        def reset(self) -> None:
+            assert self.driver is not None and self.model is not None
+            self._step("reset()")
+            self.driver.reset()
+            self.model.reset()
+
+        @invariant()
+        def matches_the_model(self) -> None:
+            if self.driver is None or self.model is None:
+                return
+            view = self.driver.observe()
+            actual = {key: getattr(view, key) for key in self.model.summary()}
+            assert actual == self.model.summary(), (
+                f"breaker {actual} != model {self.model.summary()}"
+            )
+            assert view.probes_issued <= self.model.cfg.probes
+
+        def teardown(self) -> None:
+            if self.driver is not None:
+                self.driver.close()
+
+    return BreakerSimulation
+
+
+def check(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> None:
+    run_state_machine_as_test(
+        sim, settings=settings(settings.default, stateful_step_count=steps, **overrides)
+    )
+
+
+def expect_caught(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> list[str]:
+    with pytest.raises(AssertionError):
+        check(sim, steps, **overrides)
+    return list(sim.last_run)  # type: ignore[attr-defined]  # the shrunk failing run ran last
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def test_state_machine_matches_the_model() -> None:
+    check(simulation(lambda config: MachineDriver(MACHINES["correct"], config)), steps=40)
+
+
+@pytest.mark.parametrize("variant", ["never_half_opens", "too_many_probes"])
+def test_simulation_catches_a_broken_state_machine(variant: str) -> None:
+    run = expect_caught(
+        simulation(lambda config: MachineDriver(MACHINES[variant], config)),
+        steps=40,
+        max_examples=500,
+        derandomize=True,
+    )
+    assert len(run) <= 6, run
+
+
+# --------------------------------------------------------------------------- the real entity
+
+
+ENTITY_EXAMPLES = settings.default.max_examples
+"""Examples per entity simulation (the profile's count)."""
+
+ENTITY_HISTORY_BOUND = 100_000
+"""The entity's continue-as-new bound in the simulation. Continue-as-new is tested in
+``tests/test_breaker_entity.py``; with a small bound here, the Java test server stopped
+skipping time after a few dozen examples (an ``unlock_time_skipping_with_sleep`` timed out)."""
+
+
+@pytest.fixture(scope="module")
+def entity_queue(fault_worker: Any) -> str:
+    return str(fault_worker(workflows=list(ENTITIES.values())))
+
+
+@pytest.fixture()
+def manual_time(temporal_env: Any) -> Iterator[Any]:
+    with temporal_env.auto_time_skipping_disabled():
+        yield temporal_env
+
+
+def entity_simulation(
+    loop: Any, env: Any, queue: str, variant: str, max_history_events: int = ENTITY_HISTORY_BOUND
+) -> type[RuleBasedStateMachine]:
+    return simulation(
+        lambda config: EntityDriver(loop, env, queue, ENTITIES[variant], config, max_history_events)
+    )
+
+
+def test_entity_matches_the_model(temporal_loop: Any, manual_time: Any, entity_queue: str) -> None:
+    check(
+        entity_simulation(temporal_loop, manual_time, entity_queue, "correct"),
+        steps=20,
+        max_examples=ENTITY_EXAMPLES,
+    )
+
+
+@pytest.mark.parametrize("variant", ["never_half_opens", "too_many_probes"])
+def test_simulation_catches_a_broken_entity(
+    temporal_loop: Any, manual_time: Any, entity_queue: str, variant: str
+) -> None:
+    run = expect_caught(
+        entity_simulation(temporal_loop, manual_time, entity_queue, variant),
+        steps=20,
+        max_examples=ENTITY_EXAMPLES,
+        derandomize=True,
+    )
+    assert len(run) <= 6, run
