@@ -42,6 +42,8 @@ class EventLoopThread:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine itself raised TimeoutError
+                raise
             future.cancel()
             raise TimeoutError(f"coroutine did not finish within {timeout} s; cancelled") from None
 

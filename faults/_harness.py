@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import temporalio.client
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
@@ -54,7 +55,10 @@ class RunOutcome(Generic[T]):
         lines = [f"workflow {self.workflow_id}: {'completed' if self.succeeded else 'failed'}"]
         if self.plan is not None:
             lines.append(f"  plan: {self.plan.describe()}".replace("\n", "; "))
-            lines.append(f"  reproduce: faults.plan_from_json({plan_to_json(self.plan)!r})")
+            lines.append(
+                f"  reproduce: workflow id {self.workflow_id!r} under "
+                f"faults.plan_from_json({plan_to_json(self.plan)!r})"
+            )
         lines.extend(
             f"  injected {i.detail} on {i.activity} attempt {i.attempt}" for i in self.injections
         )
@@ -97,6 +101,7 @@ class _ReplayService:
 
     async def replay(self, history: WorkflowHistory) -> None:
         if self._task is None or self._task.done():
+            # A stopped service failed everything it held: start afresh.
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._serve())
         future: asyncio.Future[WorkflowReplayResult] = asyncio.get_running_loop().create_future()
@@ -123,13 +128,25 @@ class _ReplayService:
         try:
             async with self._replayer.workflow_replay_iterator(self._histories()) as results:
                 async for result in results:
-                    self._pending.popleft().set_result(result)
+                    future = self._pending.popleft()
+                    if not future.done():  # its caller may have given up (cancelled)
+                        future.set_result(result)
         except BaseException as err:
-            while self._pending:
-                future = self._pending.popleft()
-                if not future.done():
-                    future.set_exception(RuntimeError(f"replay worker stopped: {err!r}"))
-            raise
+            self._fail_waiting(RuntimeError(f"replay worker stopped: {err!r}"))
+            if not isinstance(err, Exception):
+                raise
+        else:
+            self._fail_waiting(RuntimeError("replay worker stopped"))
+
+    def _fail_waiting(self, error: Exception) -> None:
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None and not item[1].done():
+                item[1].set_exception(error)
 
 
 class FaultHarness:
@@ -137,8 +154,10 @@ class FaultHarness:
 
     Each run gets a unique workflow id, carries its plan in headers, and
     returns a :class:`RunOutcome` with the injections the log recorded for it.
-    With ``replay_workflows`` every finished run's history is replayed against
-    the current workflow code, so a non-deterministic change fails the run.
+    With ``replay_workflows`` every finished run's history (with the runs it
+    continued as and its child workflows) is replayed against the current
+    workflow code, so a non-deterministic change fails the run. The outcome's
+    injections are those made on all of these runs.
     With ``activity_names`` (what the worker registers) a plan naming none of
     them raises :class:`~faults.FaultPlanError` before any workflow starts.
     Inside a Hypothesis test each synchronous run is also reported with ``note()`` (the
@@ -162,7 +181,8 @@ class FaultHarness:
         self.log = log
         self.loop = loop
         self.id_prefix = id_prefix
-        self.activity_names = frozenset(activity_names) if activity_names is not None else None
+        # A worker that registers no activities cannot judge a plan (FaultPlugin agrees).
+        self.activity_names = frozenset(activity_names or ()) or None
         self.replayer: Replayer | None = None
         if replay_workflows:
             from ._plugin import FaultPlugin
@@ -205,27 +225,53 @@ class FaultHarness:
             result = await handle.result()
         except WorkflowFailureError as err:
             error = err
-        if self.replayer is not None:
-            await self.replay(workflow_id)
+        runs = set()
+        async for execution, history in self.executions(workflow_id, handle.first_execution_run_id):
+            runs.add(execution)
+            if self._replays is not None:
+                await self._replays.replay(history)
         outcome: RunOutcome[T] = RunOutcome(
             workflow_id=workflow_id,
             plan=plan,
             result=result,
             error=error,
-            injections=tuple(self.log.for_workflow(workflow_id)),
+            injections=tuple(r for r in self.log if (r.workflow_id, r.run_id) in runs),
         )
         return outcome
 
-    async def replay(self, workflow_id: str) -> None:
-        """Replay the workflow's history against the current code.
+    async def executions(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> AsyncIterator[tuple[tuple[str, str], WorkflowHistory]]:
+        """The histories of a run, the runs it continued as, and its child workflows (recursively).
+
+        Yields ``((workflow id, run id), history)``; without ``run_id``, starts at the latest run.
+        """
+        pending = [(workflow_id, run_id)]
+        while pending:
+            wid, rid = pending.pop(0)
+            history = await self.client.get_workflow_handle(wid, run_id=rid).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            yield (wid, rid or started.original_execution_run_id or ""), history
+            for event in history.events:
+                if event.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+                    child = event.child_workflow_execution_started_event_attributes
+                    pending.append(
+                        (child.workflow_execution.workflow_id, child.workflow_execution.run_id)
+                    )
+                elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                    attrs = event.workflow_execution_continued_as_new_event_attributes
+                    pending.append((wid, attrs.new_execution_run_id))
+
+    async def replay(self, workflow_id: str, run_id: str | None = None) -> None:
+        """Replay a run's history, its continued-as-new runs and its children against the code.
 
         Raises ``temporalio.workflow.NondeterminismError`` (or the replay's
-        failure) if the code no longer produces the recorded history.
+        failure) if the code no longer produces a recorded history.
         """
         if self._replays is None:
             raise RuntimeError("FaultHarness.replay() needs replay_workflows=[...] at construction")
-        history = await self.client.get_workflow_handle(workflow_id).fetch_history()
-        await self._replays.replay(history)
+        async for _, history in self.executions(workflow_id, run_id):
+            await self._replays.replay(history)
 
     async def aclose(self) -> None:
         """Stop the harness's replay worker (if it started one)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -81,13 +82,18 @@ def injecting(plan: FaultPlan | None) -> Iterator[None]:
         _current_plan.reset(token)
 
 
-def _payload(text: str) -> Payload:
-    return Payload(metadata={"encoding": b"json/plain"}, data=text.encode())
+def _json_payload(data: str) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=data.encode())
 
 
 def plan_header(plan: FaultPlan) -> Payload:
-    """The header payload that carries ``plan``."""
-    return _payload(plan_to_json(plan))
+    """The header payload that carries ``plan`` (a JSON object)."""
+    return _json_payload(plan_to_json(plan))
+
+
+def key_header(key: str) -> Payload:
+    """The header payload that carries an activity call's key (a JSON string)."""
+    return _json_payload(json.dumps(key))
 
 
 # --------------------------------------------------------------------------- client side
@@ -101,6 +107,15 @@ class _ClientOutbound(temporalio.client.OutboundInterceptor):
         if plan is not None:
             input.headers = {**input.headers, PLAN_HEADER: plan_header(plan)}
         return await super().start_workflow(input)
+
+    async def start_update_with_start_workflow(
+        self, input: temporalio.client.StartWorkflowUpdateWithStartInput
+    ) -> temporalio.client.WorkflowUpdateHandle[Any]:
+        plan = _current_plan.get()
+        if plan is not None:
+            start = input.start_workflow_input
+            start.headers = {**start.headers, PLAN_HEADER: plan_header(plan)}
+        return await super().start_update_with_start_workflow(input)
 
 
 class FaultClientInterceptor(temporalio.client.Interceptor):
@@ -132,14 +147,30 @@ def _with_plan(headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):
+    def __init__(self, next: WorkflowOutboundInterceptor) -> None:
+        super().__init__(next)
+        self._occurrences: dict[str, int] = {}
+
+    def _key(self, input: StartActivityInput | StartLocalActivityInput) -> str:
+        """The call key; repeated identical calls are told apart by their occurrence.
+
+        Identical calls are interchangeable, so numbering them in the order the
+        workflow makes them keeps keys independent of scheduling order.
+        """
+        key = _call_key(input)
+        if input.activity_id:
+            return key
+        n = self._occurrences[key] = self._occurrences.get(key, 0) + 1
+        return f"{key}#{n}"
+
     def start_activity(self, input: StartActivityInput) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**_with_plan(input.headers), KEY_HEADER: _payload(_call_key(input))}
+        input.headers = {**_with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
         return super().start_activity(input)
 
     def start_local_activity(
         self, input: StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**_with_plan(input.headers), KEY_HEADER: _payload(_call_key(input))}
+        input.headers = {**_with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
         return super().start_local_activity(input)
 
     async def start_child_workflow(
@@ -185,6 +216,13 @@ class _ActivityOutbound(ActivityOutboundInterceptor):
         super().heartbeat(*details)
 
 
+def _decode_key(payload: Payload) -> str:
+    try:
+        return str(json.loads(payload.data))
+    except ValueError:  # a key written as plain text
+        return payload.data.decode(errors="replace")
+
+
 class _ActivityInbound(ActivityInboundInterceptor):
     def __init__(self, next: ActivityInboundInterceptor, owner: FaultWorkerInterceptor) -> None:
         super().__init__(next)
@@ -200,15 +238,16 @@ class _ActivityInbound(ActivityInboundInterceptor):
         if plan is None:
             return await self.next.execute_activity(input)
         info = temporalio.activity.info()
-        key_header = input.headers.get(KEY_HEADER)
+        key = input.headers.get(KEY_HEADER)
         call = ActivityCall(
             workflow_id=info.workflow_id or "",
             activity=info.activity_type,
-            key=key_header.data.decode() if key_header is not None else info.activity_id,
+            key=_decode_key(key) if key is not None else info.activity_id,
             attempt=info.attempt,
         )
         fault = plan.decide(call)
-        if fault is None:
+        if fault is None or (isinstance(fault, HeartbeatLoss) and info.heartbeat_timeout is None):
+            # Heartbeat loss means nothing to an activity without a heartbeat timeout.
             return await self.next.execute_activity(input)
         self._owner.log.record(
             Injection(
@@ -219,6 +258,7 @@ class _ActivityInbound(ActivityInboundInterceptor):
                 key=call.key,
                 attempt=call.attempt,
                 at=time.time(),
+                run_id=info.workflow_run_id or "",
             )
         )
         return await self._inject(fault, call, input)

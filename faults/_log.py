@@ -74,5 +74,11 @@ class FaultLog:
         file = Path(path)
         if not file.exists():
             return []
+        records = []
         with file.open(encoding="utf-8") as lines:
-            return [Injection(**json.loads(line)) for line in lines if line.strip()]
+            for line in lines:
+                try:
+                    records.append(Injection(**json.loads(line)))
+                except ValueError:
+                    continue  # a line cut short by a killed writer
+        return records

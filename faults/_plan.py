@@ -37,8 +37,8 @@ def _check_probability(owner: str, name: str, value: float) -> None:
 
 
 def _check_non_negative(owner: str, name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-        raise FaultPlanError(f"{owner}.{name}={value!r} is not a number; pass seconds >= 0")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise FaultPlanError(f"{owner}.{name}={value!r} is not a finite number; pass seconds >= 0")
     if value < 0:
         raise FaultPlanError(
             f"{owner}.{name}={value!r} is negative; pass a duration in seconds >= 0"
@@ -214,6 +214,10 @@ class ScriptedFault:
                 f"ScriptedFault.attempt={self.attempt!r} must be an integer >= 1 "
                 "(attempts count from 1)"
             )
+        if self.key is not None and not isinstance(self.key, str):
+            raise FaultPlanError(
+                f"ScriptedFault.key={self.key!r} must be None or a call-key glob such as 'order-7*'"
+            )
         if not isinstance(self.fault, tuple(FAULT_KINDS.values())):
             raise FaultPlanError(
                 f"ScriptedFault.fault={self.fault!r} is not a fault; "
@@ -326,7 +330,9 @@ class FaultRule:
             )
         _check_non_negative("FaultRule", "delay_seconds", self.delay_seconds)
         if self.until_attempt is not None and (
-            not isinstance(self.until_attempt, int) or self.until_attempt < 1
+            not isinstance(self.until_attempt, int)
+            or isinstance(self.until_attempt, bool)
+            or self.until_attempt < 1
         ):
             raise FaultPlanError(
                 f"FaultRule.until_attempt={self.until_attempt!r} must be an integer >= 1 or None"
@@ -441,13 +447,28 @@ def plan_to_json(plan: FaultPlan) -> str:
     return json.dumps(plan.to_dict(), separators=(",", ":"), sort_keys=True)
 
 
+def _list_of_objects(data: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    items = data.get(name, [])
+    if not isinstance(items, list):
+        raise FaultPlanError(f"plan.{name}={items!r} must be a list of objects")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise FaultPlanError(f"{name}[{i}]={item!r} must be an object")
+    return items
+
+
 def plan_from_dict(data: Mapping[str, Any]) -> FaultPlan:
     """Build a plan from :meth:`to_dict` output, validating every field."""
     kind = data.get("kind")
     if kind == ScriptedPlan.kind:
         entries = []
-        for i, raw in enumerate(data.get("faults", ())):
+        for i, raw in enumerate(_list_of_objects(data, "faults")):
             where = f"faults[{i}]"
+            if not isinstance(raw.get("fault"), Mapping):
+                raise FaultPlanError(
+                    f"{where}.fault={raw.get('fault')!r} must be an object such as "
+                    '{"kind": "fail"}'
+                )
             try:
                 fault = fault_from_dict(raw["fault"], where=f"{where}.fault")
                 entries.append(
@@ -458,13 +479,13 @@ def plan_from_dict(data: Mapping[str, Any]) -> FaultPlan:
         return ScriptedPlan(tuple(entries))
     if kind == RandomPlan.kind:
         rules = []
-        for i, raw in enumerate(data.get("rules", ())):
+        for i, raw in enumerate(_list_of_objects(data, "rules")):
             try:
                 rules.append(FaultRule(**raw))
             except TypeError as err:
                 raise FaultPlanError(f"rules[{i}]: {err}") from None
         return RandomPlan(seed=data.get("seed"), rules=tuple(rules))  # type: ignore[arg-type]
-    raise FaultPlanError(f"plan kind={kind!r} is unknown; use 'scripted' or 'random'")
+    raise FaultPlanError(f"plan.kind={kind!r} is unknown; use 'scripted' or 'random'")
 
 
 def plan_from_json(text: str | bytes) -> FaultPlan:
@@ -502,6 +523,8 @@ class Injection:
     attempt: int
     at: float = field(compare=False)
     """Wall-clock time of the injection (seconds since the epoch)."""
+    run_id: str = ""
+    """Run id of the workflow execution the activity belongs to."""
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise to a JSON-compatible dict."""

@@ -82,7 +82,7 @@ class FaultPlugin(SimplePlugin):
     ) -> temporalio.worker.WorkerConfig:
         """Add this worker's fault interceptor, validating the default plan."""
         names = activity_names(config.get("activities", ()))
-        if self.plan is not None and self.strict:
+        if self.plan is not None and self.strict and names:
             check_plan_against(self.plan, names)
         others = [
             i for i in config.get("interceptors", ()) if not isinstance(i, FaultWorkerInterceptor)

@@ -156,7 +156,7 @@ class _WorkerPool:
         self.log = log
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
         self.workers: dict[tuple[Any, ...], tuple[Any, str]] = {}
-        self.harnesses: list[FaultHarness] = []
+        self.harnesses: dict[tuple[Any, ...], FaultHarness] = {}
 
     def task_queue(
         self,
@@ -168,7 +168,7 @@ class _WorkerPool:
 
         from . import unique_id
 
-        key = (tuple(workflows), tuple(activities), tuple(sorted(options.items(), key=repr)))
+        key = self._key(workflows, activities, options)
         if key not in self.workers:
             task_queue = unique_id("tq")
 
@@ -187,6 +187,14 @@ class _WorkerPool:
             self.workers[key] = (self.loop.run(_start(), timeout=60), task_queue)
         return self.workers[key][1]
 
+    @staticmethod
+    def _key(
+        workflows: Sequence[type], activities: Sequence[Callable[..., Any]], options: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        # Option values may be unhashable (lists): their repr names the registration.
+        opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
+        return (tuple(workflows), tuple(activities), opts)
+
     def harness(
         self,
         workflows: Sequence[type] = (),
@@ -195,6 +203,9 @@ class _WorkerPool:
     ) -> FaultHarness:
         from . import FaultHarness, activity_names
 
+        key = self._key(workflows, activities, options)
+        if key in self.harnesses:
+            return self.harnesses[key]
         task_queue = self.task_queue(workflows, activities, **options)
         harness = FaultHarness(
             self.client,
@@ -204,12 +215,12 @@ class _WorkerPool:
             replay_workflows=workflows,
             activity_names=activity_names(activities),
         )
-        self.harnesses.append(harness)
+        self.harnesses[key] = harness
         return harness
 
     def close(self) -> None:
         async def _stop() -> None:
-            for harness in self.harnesses:
+            for harness in self.harnesses.values():
                 await harness.aclose()
             for worker, _ in self.workers.values():
                 await worker.__aexit__(None, None, None)

@@ -49,6 +49,8 @@ def _check_names(func: str, activities: Sequence[str]) -> list[str]:
 
 
 def _check_kinds(func: str, kinds: Sequence[str]) -> list[str]:
+    if isinstance(kinds, str):
+        raise InvalidArgument(f"{func}(kinds={kinds!r}) wants a list of kinds; pass [{kinds!r}]")
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown or not kinds:
         raise InvalidArgument(

@@ -37,7 +37,9 @@ async def probe(label: str) -> int:
 
 @activity.defn
 async def heartbeating(seconds: float) -> int:
-    """Heartbeats every 50 ms for ``seconds``."""
+    """Heartbeats every 50 ms for ``seconds`` (a tenth of that on retries)."""
+    if activity.info().attempt > 1:
+        seconds /= 10
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         activity.heartbeat()
@@ -80,7 +82,7 @@ class SyncProbeWorkflow:
 
 @workflow.defn
 class HeartbeatWorkflow:
-    """Runs one heartbeating activity with a 300 ms heartbeat timeout."""
+    """Runs one heartbeating activity with a 1 s heartbeat timeout."""
 
     @workflow.run
     async def run(self, seconds: float) -> int:
@@ -88,18 +90,19 @@ class HeartbeatWorkflow:
             heartbeating,
             seconds,
             start_to_close_timeout=timedelta(seconds=10),
-            heartbeat_timeout=timedelta(milliseconds=300),
+            heartbeat_timeout=timedelta(seconds=1),
             retry_policy=RETRY,
         )
 
 
 @workflow.defn
 class FanWorkflow:
-    """Runs ``probe`` on ``count`` items, at most ``concurrency`` at a time."""
+    """Runs ``probe`` on ``count`` items, ``concurrency`` at a time, optionally last first."""
 
     @workflow.run
-    async def run(self, count: int, concurrency: int) -> list[int]:
+    async def run(self, count: int, concurrency: int, reverse: bool = False) -> list[int]:
         gate = asyncio.Semaphore(concurrency)
+        order = range(count - 1, -1, -1) if reverse else range(count)
 
         async def one(i: int) -> int:
             async with gate:
@@ -110,7 +113,7 @@ class FanWorkflow:
                     retry_policy=RETRY,
                 )
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        return list(await asyncio.gather(*(one(i) for i in order)))
 
 
 @workflow.defn
@@ -172,3 +175,60 @@ class LongWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=1)),
             )
         return total
+
+
+@workflow.defn
+class ChainWorkflow:
+    """Continues as new ``hops`` times, then runs ``probe``."""
+
+    @workflow.run
+    async def run(self, hops: int) -> int:
+        if hops > 0:
+            workflow.continue_as_new(hops - 1)
+        return await workflow.execute_activity(
+            probe, "chain", start_to_close_timeout=timedelta(seconds=5), retry_policy=RETRY
+        )
+
+
+@workflow.defn
+class ParentWorkflow:
+    """Runs a :class:`ProbeWorkflow` as a child workflow."""
+
+    @workflow.run
+    async def run(self) -> int:
+        return await workflow.execute_child_workflow(
+            ProbeWorkflow.run, "child", id=f"{workflow.info().workflow_id}-child"
+        )
+
+
+@workflow.defn
+class RepeatWorkflow:
+    """Calls ``probe`` with the same argument three times in a row."""
+
+    @workflow.run
+    async def run(self) -> list[int]:
+        return [
+            await workflow.execute_activity(
+                probe, "same", start_to_close_timeout=timedelta(seconds=5), retry_policy=RETRY
+            )
+            for _ in range(3)
+        ]
+
+
+@workflow.defn
+class UpdateProbeWorkflow:
+    """Runs ``probe`` from an update handler, then waits to be told it is done."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.done and workflow.all_handlers_finished())
+
+    @workflow.update
+    async def probe_now(self) -> int:
+        self.done = True
+        return await workflow.execute_activity(
+            probe, "update", start_to_close_timeout=timedelta(seconds=5), retry_policy=RETRY
+        )

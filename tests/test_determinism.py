@@ -85,8 +85,8 @@ def test_a_changed_command_sequence_is_caught_on_replay(harness: faults.FaultHar
 
 
 def test_branching_on_a_fresh_uuid_is_caught_on_replay(harness: faults.FaultHarness) -> None:
-    """Seven reads, each preceded by a timer or not at random: replay disagrees (p = 1 - 2**-7)."""
-    outcome = harness.run(QuoteWorkflow.run, "SKU-4", 6)
+    """40 reads, each preceded by a timer or not at random: replay disagrees (p = 1 - 2**-40)."""
+    outcome = harness.run(QuoteWorkflow.run, "SKU-4", 39)
     with pytest.raises(NondeterminismError):
         replay(harness, outcome.workflow_id, WallClockQuoteWorkflow)
 

@@ -126,7 +126,7 @@ def test_duplicate_on_a_threaded_activity(harness: faults.FaultHarness) -> None:
 
 def test_heartbeat_loss_fires_the_heartbeat_timeout(harness: faults.FaultHarness) -> None:
     outcome = harness.run(
-        HeartbeatWorkflow.run, 2.0, plan=plan(("heartbeating", 1, HeartbeatLoss(after=1)))
+        HeartbeatWorkflow.run, 3.0, plan=plan(("heartbeating", 1, HeartbeatLoss(after=1)))
     )
     assert outcome.result == 2
     started = started_event(history_events(harness, outcome.workflow_id))
@@ -136,7 +136,7 @@ def test_heartbeat_loss_fires_the_heartbeat_timeout(harness: faults.FaultHarness
 
 
 def test_heartbeating_activity_without_faults_is_untouched(harness: faults.FaultHarness) -> None:
-    outcome = harness.run(HeartbeatWorkflow.run, 0.4, plan=ScriptedPlan())
+    outcome = harness.run(HeartbeatWorkflow.run, 1.5, plan=ScriptedPlan())
     assert outcome.result == 1
     assert outcome.injections == ()
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from hypothesis import find
+from hypothesis import find, given
 from hypothesis.errors import InvalidArgument
 from temporalio.worker import Worker
 
@@ -14,7 +14,16 @@ import faults
 from faults import Delay, Duplicate, Fail, RandomPlan, ScriptedFault, ScriptedPlan
 from faults.strategies import fault_kinds, random_plans, scripted_plans
 
-from .fault_targets import FanWorkflow, ProbeWorkflow, RemoteProbeWorkflow, probe
+from .fault_targets import (
+    ChainWorkflow,
+    FanWorkflow,
+    ParentWorkflow,
+    ProbeWorkflow,
+    RemoteProbeWorkflow,
+    RepeatWorkflow,
+    UpdateProbeWorkflow,
+    probe,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +41,10 @@ def test_same_plan_injects_the_same_faults_whatever_the_concurrency(
     plan = RandomPlan.parse("fail=0.2,duplicate=0.1,delay=0.1,delay_seconds=0.005", seed=2024)
     workflow_id = faults.unique_id("determinism")
     runs = []
-    for concurrency in (1, 16, 40):
+    # Concurrency and scheduling order change (last item first in the second run).
+    for concurrency, reverse in ((1, False), (16, True), (40, False)):
         before = len(harness.log.for_workflow(workflow_id))
-        outcome = harness.run(FanWorkflow.run, 40, concurrency, plan=plan, id=workflow_id)
+        outcome = harness.run(FanWorkflow.run, 40, concurrency, reverse, plan=plan, id=workflow_id)
         assert outcome.succeeded
         runs.append(signature(harness.log.for_workflow(workflow_id)[before:]))
     assert runs[0], "the plan should inject something on 40 activities"
@@ -155,9 +165,64 @@ def test_scripted_plans_draw_at_most_one_fault_per_activity_attempt() -> None:
     assert sorted(e.attempt for e in big.faults) == [1, 2]
 
 
-def test_random_plans_respect_their_bounds() -> None:
-    plan = find(random_plans(["a", "b"], max_probability=0.3), lambda p: True)
+@given(random_plans(["a", "b"], max_probability=0.3))
+def test_random_plans_respect_their_bounds(plan: RandomPlan) -> None:
     assert [r.activity for r in plan.rules] == ["a", "b"]
+    for rule in plan.rules:
+        assert rule.fail + rule.delay + rule.duplicate <= 0.3 + 1e-9
+
+
+def test_plan_follows_continue_as_new_and_child_workflows(fault_harness: Any) -> None:
+    harness = fault_harness(
+        workflows=[ChainWorkflow, ParentWorkflow, ProbeWorkflow], activities=[probe]
+    )
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
+    chained = harness.run(ChainWorkflow.run, 2, plan=plan)
+    assert chained.result == 2
+    assert [(i.kind, i.activity, i.attempt) for i in chained.injections] == [("fail", "probe", 1)]
+    parent = harness.run(ParentWorkflow.run, plan=plan)
+    assert parent.result == 2
+    [injection] = parent.injections
+    assert injection.workflow_id == f"{parent.workflow_id}-child"
+
+
+def test_identical_calls_get_distinct_keys(
+    harness: faults.FaultHarness, fault_harness: Any
+) -> None:
+    repeat = fault_harness(workflows=[RepeatWorkflow], activities=[probe])
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail(), key="*#2"),))
+    outcome = repeat.run(RepeatWorkflow.run, plan=plan)
+    assert outcome.result == [1, 2, 1]
+    assert [i.key.rsplit("#", 1)[1] for i in outcome.injections] == ["2"]
+
+
+def test_plan_follows_update_with_start(
+    temporal_loop: faults.EventLoopThread, dev_fault_harness: Any
+) -> None:
+    harness = dev_fault_harness(workflows=[UpdateProbeWorkflow], activities=[probe])
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Duplicate()),))
+    workflow_id = faults.unique_id("update-with-start")
+
+    async def scenario() -> int:
+        from temporalio.client import WithStartWorkflowOperation
+        from temporalio.common import WorkflowIDConflictPolicy
+
+        start = WithStartWorkflowOperation(
+            UpdateProbeWorkflow.run,
+            id=workflow_id,
+            task_queue=harness.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+        with faults.injecting(plan):
+            result: int = await harness.client.execute_update_with_start_workflow(
+                UpdateProbeWorkflow.probe_now, start_workflow_operation=start
+            )
+        return result
+
+    assert temporal_loop.run(scenario()) == 2
+    assert [(i.kind, i.attempt) for i in harness.log.for_workflow(workflow_id)] == [
+        ("duplicate", 1)
+    ]
 
 
 @pytest.mark.parametrize(

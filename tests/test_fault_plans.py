@@ -49,7 +49,21 @@ from faults import (
             ),
             r"faults\[0\]\.fault\.kind='explode' is not a fault kind; use one of fail, delay",
         ),
-        (lambda: plan_from_json('{"kind":"chaos"}'), r"plan kind='chaos' is unknown"),
+        (lambda: plan_from_json('{"kind":"chaos"}'), r"plan\.kind='chaos' is unknown"),
+        (
+            lambda: plan_from_json(
+                '{"kind":"scripted","faults":[{"activity":"a","attempt":1,"fault":"fail"}]}'
+            ),
+            r"faults\[0\]\.fault='fail' must be an object",
+        ),
+        (
+            lambda: plan_from_json('{"kind":"scripted","faults":[["a",1]]}'),
+            r"faults\[0\]=\['a', 1\] must be an object",
+        ),
+        (lambda: plan_from_json('{"kind":"random","seed":1,"rules":{}}'), r"plan\.rules=\{\}"),
+        (lambda: Delay(float("inf")), r"Delay\.seconds=inf is not a finite number"),
+        (lambda: ScriptedFault("a", 1, Fail(), key=5), r"ScriptedFault\.key=5 must be None"),  # type: ignore[arg-type]
+        (lambda: FaultRule(until_attempt=True), r"FaultRule\.until_attempt=True"),
         (lambda: plan_from_json("{not json"), r"fault plan is not valid JSON"),
     ],
 )

@@ -20,12 +20,12 @@ def test_readme_names_the_example_files() -> None:
     assert set(example_files()) == {"shop.py", "test_shop.py"}
 
 
-def test_example_runs_alone_in_a_fresh_directory(tmp_path: Path) -> None:
-    for name, body in example_files().items():
+def run_example(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    for name, body in files.items():
         (tmp_path / name).write_text(body)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "HYPOTHESIS"))}
     env.pop("CI", None)
-    result = subprocess.run(
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -43,9 +43,28 @@ def test_example_runs_alone_in_a_fresh_directory(tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
+
+
+def test_example_runs_alone_in_a_fresh_directory(tmp_path: Path) -> None:
+    result = run_example(tmp_path, example_files())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "1 passed" in output
     # Fault coverage reaches Hypothesis' statistics, and the session summary lists injections.
     assert re.search(r"fault: (fail|duplicate|delay) on charge", output), output
     assert re.search(r"faults injected:\n\s+\w+\s+charge\s+\d+", output), output
+
+
+def test_example_property_catches_a_charge_that_is_not_idempotent(tmp_path: Path) -> None:
+    files = example_files()
+    shop = files["shop.py"]
+    broken = shop.replace("INSERT OR IGNORE INTO", "INSERT INTO").replace(
+        "order_id TEXT PRIMARY KEY", "order_id TEXT"
+    )
+    assert broken != shop
+    result = run_example(tmp_path, {**files, "shop.py": broken})
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    # Shrunk to the single fault that re-runs the body: a duplicate on the first attempt.
+    assert "ScriptedFault(activity='charge', attempt=1, fault=Duplicate(), key=None),)" in output
+    assert "reproduce: workflow id" in output

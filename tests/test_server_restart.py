@@ -38,7 +38,8 @@ def test_workflows_survive_a_server_restart(tmp_path: Path) -> None:
                 await client.start_workflow(LongWorkflow.run, STEPS, id=i, task_queue="restart")
                 for i in ids
             ]
-            await asyncio.sleep(0.8)
+            while sum(body_runs(i, "slow_step") for i in ids) < WORKFLOWS:
+                await asyncio.sleep(0.05)  # wait for some progress, then kill mid-run
             await server.shutdown()  # the server process dies mid-run
             done_at_kill = sum(body_runs(i, "slow_step") for i in ids)
             await asyncio.sleep(0.5)
