@@ -79,10 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _plan(parser: argparse.ArgumentParser, spec: str, seed: int) -> faults.FaultPlan | None:
-    if spec.strip().lower() in ("", "none"):
-        return None
     try:
-        return faults.RandomPlan.parse(spec, seed=seed)
+        return _chaos_plan(spec, seed)
     except faults.FaultPlanError as err:
         parser.error(f"argument --faults: {err}")
 
@@ -109,7 +107,7 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     selected = [n for n in PATTERNS if not args.only or n.rsplit(".", 1)[1] in args.only]
     async with env:
         if args.chaos:
-            return await _chaos(env.client, args, selected, workdir)
+            return await _chaos(env.client, args, selected, workdir, log)
         say(f"plan: {plan.describe() if plan else 'no faults'}")
         reports = await _demonstrate(env.client, selected, args.seed, plan, workdir, say)
         _print_report(reports, log)
@@ -145,15 +143,26 @@ async def _demonstrate(
     return reports
 
 
+def _chaos_plan(spec: str, seed: int) -> faults.FaultPlan | None:
+    return (
+        None if spec.strip().lower() in ("", "none") else faults.RandomPlan.parse(spec, seed=seed)
+    )
+
+
 async def _chaos(
-    client: Client, args: argparse.Namespace, selected: Sequence[str], workdir: Path
+    client: Client,
+    args: argparse.Namespace,
+    selected: Sequence[str],
+    workdir: Path,
+    log: faults.FaultLog,
 ) -> int:
     """Run ``args.chaos`` seeded fault schedules; stop at the first violated invariant."""
     started = time.perf_counter()
     for i in range(args.chaos):
         seed = args.seed + i
-        plan = faults.RandomPlan.parse(args.faults, seed=seed) if args.faults != "none" else None
+        plan = _chaos_plan(args.faults, seed)
         lines: list[str] = []
+        injected_before = len(log)
         reports = await _demonstrate(
             client, selected, seed, plan, workdir / f"run-{seed}", lines.append
         )
@@ -161,7 +170,10 @@ async def _chaos(
         if not all(r.ok for r in reports):
             for line in lines:
                 say(line)
-            _print_report(reports, faults.FaultLog())
+            this_run = faults.FaultLog()
+            for injection in log.records()[injected_before:]:
+                this_run.record(injection)
+            _print_report(reports, this_run)
             only = "".join(f" --only {n.rsplit('.', 1)[1]}" for n in selected)
             say(
                 f"\nchaos run {i + 1} of {args.chaos} violated an invariant; reproduce with:\n"

@@ -7,8 +7,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+
+import faults
 
 
 def demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -63,3 +67,30 @@ def test_unreachable_cluster_fails_within_seconds_without_printing_credentials()
     assert f"cannot reach Temporal at 127.0.0.1:{port}" in result.stderr
     assert time.monotonic() - started < 30
     assert "sk-demo-secret" not in result.stdout + result.stderr
+
+
+def test_the_same_seed_injects_the_same_faults_again(
+    temporal_loop: Any, temporal_dev_env: Any, fault_log: Any, tmp_path: Path
+) -> None:
+    """What ``--chaos`` promises: rerunning a seed replays its fault schedule exactly."""
+    from patterns.saga import demonstrate
+
+    plan = faults.RandomPlan.parse("fail=0.2,duplicate=0.2", seed=5)
+    schedules = []
+    for attempt in range(2):
+        before = len(fault_log)
+        workdir = tmp_path / f"run-{attempt}"
+        workdir.mkdir()
+        report = temporal_loop.run(
+            demonstrate(temporal_dev_env.client, seed=5, plan=plan, workdir=workdir, say=print),
+            timeout=300,
+        )
+        assert report.ok, report.checks
+        schedules.append(
+            sorted(
+                (i.workflow_id, i.activity, i.key, i.attempt, i.kind)
+                for i in fault_log.records()[before:]
+            )
+        )
+    assert schedules[0], "the plan should inject faults"
+    assert schedules[0] == schedules[1]

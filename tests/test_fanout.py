@@ -212,10 +212,11 @@ def test_the_demonstration_holds_its_invariants(
     temporal_loop: faults.EventLoopThread, temporal_client: Any, tmp_path: Path
 ) -> None:
     from patterns.fanout import demonstrate
+    from patterns.fanout._demo import DEFAULT_PLAN
 
     lines: list[str] = []
     report = temporal_loop.run(
-        demonstrate(temporal_client, seed=4, plan=None, workdir=tmp_path, say=lines.append),
+        demonstrate(temporal_client, seed=4, plan=DEFAULT_PLAN, workdir=tmp_path, say=lines.append),
         timeout=120,
     )
     assert report.ok, report.checks
