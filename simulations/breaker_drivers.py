@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from typing import Any, Protocol
 
+from temporalio.worker import Replayer
+
 import faults
 from patterns.breaker import (
     BreakerClient,
@@ -77,7 +79,7 @@ class EntityDriver:
         config: BreakerConfig,
         max_history_events: int,
     ) -> None:
-        self.loop, self.env = loop, env
+        self.loop, self.env, self.entity = loop, env, entity
         self.client = BreakerClient(
             env.client,
             faults.unique_id("sim"),
@@ -119,4 +121,12 @@ class EntityDriver:
         return view
 
     def close(self) -> None:
-        self._run(self.client.client.get_workflow_handle(self.client.id).terminate())
+        """End the entity, then replay its history: a non-deterministic entity fails the example."""
+        handle = self.client.client.get_workflow_handle(self.client.id)
+
+        async def end_and_replay() -> None:
+            await handle.terminate()
+            history = await handle.fetch_history()
+            await Replayer(workflows=[self.entity]).replay_workflow(history)
+
+        self._run(end_and_replay())
