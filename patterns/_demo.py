@@ -21,6 +21,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 import faults
 
 from ._report import DemoReport, Say
+from ._sqlite import ServiceDatabaseError
 
 PATTERNS = ("patterns.saga", "patterns.fanout", "patterns.breaker")
 """The pattern packages demonstrated, in order; each exports ``demonstrate``."""
@@ -239,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConnectionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except ServiceDatabaseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
