@@ -26,6 +26,9 @@ from ._sqlite import ServiceDatabaseError
 PATTERNS = ("patterns.saga", "patterns.fanout", "patterns.breaker")
 """The pattern packages demonstrated, in order; each exports ``demonstrate``."""
 
+PROGRESS_SECONDS = 3.0
+"""How often a long step reports that it is still running."""
+
 DEFAULT_FAULTS = "fail=0.1,delay=0.05,duplicate=0.1,delay_seconds=0.05"
 
 
@@ -136,9 +139,13 @@ async def _demonstrate(
         out(f"\n== {short}")
         started = time.perf_counter()
         (workdir / short).mkdir(parents=True, exist_ok=True)
-        report: DemoReport = await module.demonstrate(
-            client, seed=seed, plan=plan, workdir=workdir / short, say=out
-        )
+        ticker = asyncio.create_task(_progress(short, started, out))
+        try:
+            report: DemoReport = await module.demonstrate(
+                client, seed=seed, plan=plan, workdir=workdir / short, say=out
+            )
+        finally:
+            ticker.cancel()
         out(f"   ({time.perf_counter() - started:.1f} s)")
         reports.append(report)
     return reports
@@ -148,6 +155,13 @@ def _chaos_plan(spec: str, seed: int) -> faults.FaultPlan | None:
     return (
         None if spec.strip().lower() in ("", "none") else faults.RandomPlan.parse(spec, seed=seed)
     )
+
+
+async def _progress(name: str, started: float, out: Say, every: float = PROGRESS_SECONDS) -> None:
+    """Say that a long step is still running, every ``every`` seconds."""
+    while True:
+        await asyncio.sleep(every)
+        out(f"   ... {name} still running ({time.perf_counter() - started:.0f} s)")
 
 
 async def _chaos(

@@ -94,3 +94,44 @@ def test_the_same_seed_injects_the_same_faults_again(
         )
     assert schedules[0], "the plan should inject faults"
     assert schedules[0] == schedules[1]
+
+
+def test_ui_option_keeps_the_web_ui_up_on_localhost() -> None:
+    import re
+    import select
+    import signal
+    import urllib.request
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "patterns", "--ui", "--only", "saga", "--faults", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            ready, _, _ = select.select([process.stdout], [], [], 1)
+            if ready:
+                found = re.search(r"Web UI: (http://127\.0\.0\.1:\d+)", process.stdout.readline())
+                url = found.group(1) if found else None
+        assert url is not None, "the demonstration never announced its Web UI"
+        page = ""
+        for _ in range(30):  # the UI may take a moment to answer
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    page = response.read().decode(errors="replace")
+                break
+            except OSError:
+                time.sleep(1)
+        assert "<html" in page.lower()
+        assert process.poll() is None, "the server must stay up until interrupted"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert process.returncode == 0  # Ctrl-C stops the server cleanly after a good run
