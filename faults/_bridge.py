@@ -28,10 +28,11 @@ class EventLoopThread:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 600.0) -> T:
         """Run ``coro`` on the loop and return its result (or raise its exception).
 
-        Past ``timeout`` seconds the coroutine is cancelled and :class:`TimeoutError` raised.
+        Past ``timeout`` seconds (ten minutes unless given; ``None`` waits for ever)
+        the coroutine is cancelled and :class:`TimeoutError` raised: nothing hangs.
         """
         if threading.current_thread() is self._thread:
             coro.close()

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import itertools
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -82,6 +83,25 @@ def report_to_hypothesis(outcome: RunOutcome[Any]) -> None:
         event(f"fault: {injection.kind} on {injection.activity}")
     if not outcome.injections:
         event("fault: none injected")
+
+
+_result_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _result_lock(client: temporalio.client.Client) -> asyncio.Lock:
+    """One result wait at a time per server connection.
+
+    On the time-skipping test server every result wait unlocks time skipping
+    while it lasts; concurrent waits can unbalance the server's lock count
+    ("Unbalanced lock and unlock calls"), after which its oversized error reply
+    is dropped and calls hang. Workflows still run concurrently: only the
+    waits for their results take turns.
+    """
+    key = client.service_client
+    lock = _result_locks.get(key)
+    if lock is None:
+        lock = _result_locks[key] = asyncio.Lock()
+    return lock
 
 
 class _ReplayService:
@@ -222,7 +242,8 @@ class FaultHarness:
                 **options,
             )
         try:
-            result = await handle.result()
+            async with _result_lock(self.client):
+                result = await handle.result()
         except WorkflowFailureError as err:
             error = err
         runs = set()
