@@ -16,19 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowFailureError
-
 import faults
 from patterns.fanout import BatchConfig, BatchRequest, FanOutBatchWorkflow
 from patterns.fanout._demo import check_batch
 from patterns.saga import (
-    DECLINED_CARD,
     OrderSaga,
     OrderServices,
     SagaSettings,
     make_catalog,
     make_order,
 )
+
+from .order_ledgers import assert_ledgers_balance, saga_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 20
@@ -121,32 +120,13 @@ def test_workflows_complete_through_twenty_worker_kills(
 
     final = spawn_worker(address, task_queue, saga_db)
     try:
-        outcomes = temporal_loop.run(_results(handles), timeout=300)
+        outcomes = temporal_loop.run(saga_outcomes(handles), timeout=300)
         batch_result = temporal_loop.run(batch_handle.result(), timeout=300)
     finally:
         final.terminate()
         final.wait(30)
 
-    sold: dict[str, int] = {sku: 0 for sku in initial}
-    for order, outcome in zip(orders, outcomes, strict=True):
-        ledger = services.ledger(order.order_id)
-        business_failure = order.card_token == DECLINED_CARD or order.address.country == "AQ"
-        if outcome is None:  # completed
-            assert not business_failure, order.order_id
-            assert ledger.net_charge_cents == order.total_cents, order.order_id
-            assert ledger.live_shipments == 1, order.order_id
-            assert ledger.reserved == {i.sku: i.quantity for i in order.items}, order.order_id
-            for item in order.items:
-                sold[item.sku] += item.quantity
-        else:
-            assert outcome == "OrderFailed", (order.order_id, outcome)
-            assert ledger.net_charge_cents == 0, order.order_id
-            assert ledger.live_shipments == 0, order.order_id
-            assert not ledger.reserved, order.order_id
-    assert any(o is None for o in outcomes) and any(o is not None for o in outcomes)
-    assert {sku: services.stock(sku) for sku in initial} == {
-        sku: initial[sku] - sold[sku] for sku in initial
-    }
+    assert_ledgers_balance(services, orders, outcomes, initial)
     for check in check_batch(SEED, batch_result, batch.database):
         assert check.held, f"{check.name}: {check.detail}"
 
@@ -156,14 +136,3 @@ async def _still_running(handles: list[Any]) -> int:
 
     statuses = [(await h.describe()).status for h in handles]
     return sum(s == WorkflowExecutionStatus.RUNNING for s in statuses)
-
-
-async def _results(handles: list[Any]) -> list[str | None]:
-    async def one(handle: Any) -> str | None:
-        try:
-            await handle.result()
-            return None
-        except WorkflowFailureError as err:
-            return getattr(err.cause, "type", None) or type(err.cause).__name__
-
-    return list(await asyncio.gather(*(one(h) for h in handles)))
