@@ -97,9 +97,10 @@ def test_the_same_seed_injects_the_same_faults_again(
 
 
 def test_ui_option_keeps_the_web_ui_up_on_localhost() -> None:
+    import queue
     import re
-    import select
     import signal
+    import threading
     import urllib.request
 
     process = subprocess.Popen(
@@ -109,14 +110,20 @@ def test_ui_option_keeps_the_web_ui_up_on_localhost() -> None:
         text=True,
     )
     assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    ).start()
     try:
         url = None
         deadline = time.monotonic() + 180
-        while url is None and time.monotonic() < deadline and process.poll() is None:
-            ready, _, _ = select.select([process.stdout], [], [], 1)
-            if ready:
-                found = re.search(r"Web UI: (http://127\.0\.0\.1:\d+)", process.stdout.readline())
-                url = found.group(1) if found else None
+        while url is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            found = re.search(r"Web UI: (http://127\.0\.0\.1:\d+)", line)
+            url = found.group(1) if found else None
         assert url is not None, "the demonstration never announced its Web UI"
         page = ""
         for _ in range(30):  # the UI may take a moment to answer
