@@ -32,8 +32,13 @@ class Throughput:
         stats = getattr(benchmark, "stats", None)
         if stats is None or not stats.stats.median:
             return None
-        rate = units / stats.stats.median
-        benchmark.extra_info[f"{unit}_per_second"] = rate
+        return self.record_rate(benchmark, name, units / stats.stats.median, unit)
+
+    def record_rate(
+        self, benchmark: Any, name: str, rate: float, unit: str = "activities"
+    ) -> float:
+        """Store a rate the benchmark computed itself (for instance from interleaved timings)."""
+        benchmark.extra_info[f"{name}: {unit}_per_second"] = rate
         self.rates[name] = (rate, unit)
         return rate
 

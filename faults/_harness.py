@@ -89,19 +89,33 @@ _result_locks: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDic
 
 
 def _result_lock(client: temporalio.client.Client) -> asyncio.Lock:
-    """One result wait at a time per server connection.
+    """One result wait at a time per server connection, for per-wait clock unlocking.
 
-    On the time-skipping test server every result wait unlocks time skipping
-    while it lasts; concurrent waits can unbalance the server's lock count
-    ("Unbalanced lock and unlock calls"), after which its oversized error reply
-    is dropped and calls hang. Workflows still run concurrently: only the
-    waits for their results take turns.
+    On the time-skipping test server in the SDK's default mode every result wait
+    unlocks time skipping while it lasts; concurrent waits can unbalance the
+    server's lock count ("Unbalanced lock and unlock calls"), after which its
+    oversized error reply is dropped and calls hang. Workflows still run
+    concurrently: only the waits for their results take turns. (Environments
+    from :func:`faults.start_environment` skip time continuously and need none.)
     """
     key = client.service_client
     lock = _result_locks.get(key)
     if lock is None:
         lock = _result_locks[key] = asyncio.Lock()
     return lock
+
+
+def _unlocks_per_wait(handle: temporalio.client.WorkflowHandle[Any, Any]) -> bool:
+    """Whether waiting on ``handle`` unlocks the time-skipping server's clock for the wait.
+
+    The SDK's time-skipping environment specialises its handles to do so unless
+    its automatic skipping is off (as in every mode of :func:`faults.start_environment`
+    but "on-result"). Unknown specialisations count as unlocking: taking turns is safe.
+    """
+    if type(handle) is temporalio.client.WorkflowHandle:
+        return False
+    env = getattr(handle, "env", None)
+    return bool(getattr(env, "_auto_time_skipping", True))
 
 
 class _ReplayService:
@@ -242,7 +256,10 @@ class FaultHarness:
                 **options,
             )
         try:
-            async with _result_lock(self.client):
+            if _unlocks_per_wait(handle):
+                async with _result_lock(self.client):
+                    result = await handle.result()
+            else:
                 result = await handle.result()
         except WorkflowFailureError as err:
             error = err
@@ -256,7 +273,7 @@ class FaultHarness:
             plan=plan,
             result=result,
             error=error,
-            injections=tuple(r for r in self.log if (r.workflow_id, r.run_id) in runs),
+            injections=tuple(self.log.for_runs(runs)),
         )
         return outcome
 

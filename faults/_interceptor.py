@@ -16,8 +16,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
@@ -93,7 +94,15 @@ def plan_header(plan: FaultPlan) -> Payload:
 
 def key_header(key: str) -> Payload:
     """The header payload that carries an activity call's key (a JSON string)."""
+    if _PLAIN_KEY.fullmatch(key):  # nothing to escape: skip the JSON encoder
+        return Payload(metadata=_JSON_METADATA, data=b'"' + key.encode() + b'"')
     return _json_payload(json.dumps(key))
+
+
+_PLAIN_KEY = re.compile(r"[ !#-\[\]-~]*")
+"""Printable ASCII without ``"`` or ``\\``: a key JSON writes as itself in quotes."""
+
+_JSON_METADATA = {"encoding": b"json/plain"}
 
 
 # --------------------------------------------------------------------------- client side
@@ -131,25 +140,46 @@ class FaultClientInterceptor(temporalio.client.Interceptor):
 # --------------------------------------------------------------------------- workflow side
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _args_digest(args: Sequence[Any]) -> str:
+    """A digest of activity arguments, the same in every process that runs the workflow.
+
+    Arguments that are all strings, numbers, booleans or ``None`` are hashed from
+    their ``repr`` (stable for these types); anything else from the workflow's
+    payload converter, which is what Temporal itself would send.
+    """
+    digest = hashlib.sha256()
+    if all(type(arg) in _SCALARS for arg in args):
+        digest.update(repr(tuple(args)).encode())
+    else:
+        digest.update(b"payloads")
+        for payload in temporalio.workflow.payload_converter().to_payloads(args):
+            digest.update(payload.data)
+    return digest.hexdigest()[:16]
+
+
 def _call_key(input: StartActivityInput | StartLocalActivityInput) -> str:
     if input.activity_id:
         return input.activity_id
-    payloads = temporalio.workflow.payload_converter().to_payloads(input.args)
-    digest = hashlib.sha256()
-    for payload in payloads:
-        digest.update(payload.data)
-    return f"{input.activity}:{digest.hexdigest()[:16]}"
+    return f"{input.activity}:{_args_digest(input.args)}"
 
 
-def _with_plan(headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
-    header = temporalio.workflow.info().headers.get(PLAN_HEADER)
-    return headers if header is None else {**headers, PLAN_HEADER: header}
+_NOT_READ: Any = object()
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):
     def __init__(self, next: WorkflowOutboundInterceptor) -> None:
         super().__init__(next)
         self._occurrences: dict[str, int] = {}
+        self._plan: Payload | None = _NOT_READ
+
+    def _with_plan(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
+        """``headers`` plus the workflow's plan header (read once per workflow run)."""
+        if self._plan is _NOT_READ:
+            self._plan = temporalio.workflow.info().headers.get(PLAN_HEADER)
+        return headers if self._plan is None else {**headers, PLAN_HEADER: self._plan}
 
     def _key(self, input: StartActivityInput | StartLocalActivityInput) -> str:
         """The call key; repeated identical calls are told apart by their occurrence.
@@ -164,23 +194,23 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         return f"{key}#{n}"
 
     def start_activity(self, input: StartActivityInput) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**_with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
+        input.headers = {**self._with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
         return super().start_activity(input)
 
     def start_local_activity(
         self, input: StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**_with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
+        input.headers = {**self._with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
         return super().start_local_activity(input)
 
     async def start_child_workflow(
         self, input: StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
-        input.headers = _with_plan(input.headers)
+        input.headers = self._with_plan(input.headers)
         return await super().start_child_workflow(input)
 
     def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
-        input.headers = _with_plan(input.headers)
+        input.headers = self._with_plan(input.headers)
         super().continue_as_new(input)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ._plan import Injection
@@ -22,11 +22,14 @@ class FaultLog:
     def __init__(self, path: str | Path | None = None) -> None:
         self._lock = threading.Lock()
         self._records: list[Injection] = []
+        # Positions in _records by workflow id: a run's injections without a scan of the log.
+        self._by_workflow: dict[str, list[int]] = {}
         self.path = Path(path) if path is not None else None
 
     def record(self, injection: Injection) -> None:
         """Append one injection."""
         with self._lock:
+            self._by_workflow.setdefault(injection.workflow_id, []).append(len(self._records))
             self._records.append(injection)
             if self.path is not None:
                 with self.path.open("a", encoding="utf-8") as out:
@@ -45,8 +48,24 @@ class FaultLog:
             return len(self._records)
 
     def for_workflow(self, workflow_id: str) -> list[Injection]:
-        """The injections made on activities of one workflow."""
-        return [r for r in self.records() if r.workflow_id == workflow_id]
+        """The injections made on activities of one workflow, in order."""
+        return [r for _, r in self._indexed([workflow_id])]
+
+    def for_runs(self, runs: Iterable[tuple[str, str]]) -> list[Injection]:
+        """The injections made on activities of these ``(workflow id, run id)`` runs, in order."""
+        wanted = set(runs)
+        return [
+            r
+            for _, r in self._indexed({wid for wid, _ in wanted})
+            if (r.workflow_id, r.run_id) in wanted
+        ]
+
+    def _indexed(self, workflow_ids: Iterable[str]) -> list[tuple[int, Injection]]:
+        with self._lock:
+            found = [
+                (i, self._records[i]) for w in workflow_ids for i in self._by_workflow.get(w, ())
+            ]
+        return sorted(found, key=lambda item: item[0])
 
     def counts(self) -> Counter[tuple[str, str]]:
         """Number of injections by (fault kind, activity)."""
@@ -67,6 +86,7 @@ class FaultLog:
         """Forget every record (the file, if any, is left alone)."""
         with self._lock:
             self._records.clear()
+            self._by_workflow.clear()
 
     @staticmethod
     def load(path: str | Path) -> list[Injection]:

@@ -13,7 +13,12 @@ any project that installs ``workflow-resilience`` gets these fixtures:
   registration per session;
 * ``fault_harness``: the same, wrapped in a :class:`faults.FaultHarness`;
 * ``temporal_dev_env`` / ``dev_fault_harness``: a full dev server, for the few
-  tests that read what the time-skipping server does not record.
+  tests that read what the time-skipping server does not record;
+* ``temporal_manual_clock_env`` / ``manual_clock_fault_harness``: a second
+  time-skipping server whose clock moves only through ``env.sleep()``.
+
+The session's time-skipping server skips time continuously (see
+:data:`faults.TimeSkipping`): any number of result waits may run at once.
 
 After the run a summary says what was injected, by kind and activity. The
 module does no work at import time.
@@ -96,11 +101,22 @@ def fault_log(request: pytest.FixtureRequest) -> FaultLog:
     return log
 
 
-def _start_env(loop: EventLoopThread, kind: str, log: FaultLog, address: str | None) -> Any:
+def _start_env(
+    loop: EventLoopThread,
+    kind: str,
+    log: FaultLog,
+    address: str | None,
+    time_skipping: str = "continuous",
+) -> Any:
     from . import FaultPlugin, start_environment
 
     return loop.run(
-        start_environment(kind, plugins=[FaultPlugin(log=log)], address=address),  # type: ignore[arg-type]
+        start_environment(
+            kind,  # type: ignore[arg-type]
+            plugins=[FaultPlugin(log=log)],
+            address=address,
+            time_skipping=time_skipping,  # type: ignore[arg-type]
+        ),
         timeout=120,
     )
 
@@ -135,6 +151,23 @@ def temporal_dev_env(
         yield request.getfixturevalue("temporal_env")
         return
     env = _start_env(temporal_loop, "dev", fault_log, None)
+    yield env
+    temporal_loop.run(env.shutdown(), timeout=60)
+
+
+@pytest.fixture(scope="session")
+def temporal_manual_clock_env(
+    request: pytest.FixtureRequest, temporal_loop: EventLoopThread, fault_log: FaultLog
+) -> Iterator[WorkflowEnvironment]:
+    """A time-skipping server whose one clock moves only through ``env.sleep()``.
+
+    For tests of long-lived workflows (entities) whose timers must not fire
+    until the test says so. Started once, on first use; tests that use it are
+    skipped unless ``--temporal-env`` is ``time-skipping``.
+    """
+    if _kind(request.config) != "time-skipping":
+        pytest.skip("a manual clock needs --temporal-env=time-skipping")
+    env = _start_env(temporal_loop, "time-skipping", fault_log, None, "manual")
     yield env
     temporal_loop.run(env.shutdown(), timeout=60)
 
@@ -249,6 +282,15 @@ def _faults_dev_pool(
     yield from _pool(temporal_loop, temporal_dev_env, fault_log)
 
 
+@pytest.fixture(scope="session")
+def _faults_manual_clock_pool(
+    temporal_loop: EventLoopThread,
+    temporal_manual_clock_env: WorkflowEnvironment,
+    fault_log: FaultLog,
+) -> Iterator[_WorkerPool]:
+    yield from _pool(temporal_loop, temporal_manual_clock_env, fault_log)
+
+
 WorkerFactory = Callable[..., str]
 """``fault_worker(workflows=(), activities=(), **worker_options) -> task queue``."""
 
@@ -275,6 +317,12 @@ def fault_harness(_faults_pool: _WorkerPool) -> HarnessFactory:
 def dev_fault_harness(_faults_dev_pool: _WorkerPool) -> HarnessFactory:
     """Like ``fault_harness``, on ``temporal_dev_env`` (a full server)."""
     return _faults_dev_pool.harness
+
+
+@pytest.fixture(scope="session")
+def manual_clock_fault_harness(_faults_manual_clock_pool: _WorkerPool) -> HarnessFactory:
+    """Like ``fault_harness``, on ``temporal_manual_clock_env`` (time moves by ``sleep``)."""
+    return _faults_manual_clock_pool.harness
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

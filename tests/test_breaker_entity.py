@@ -1,9 +1,15 @@
-"""The durable breaker entity and guarded calls from workflows."""
+"""The durable breaker entity and guarded calls from workflows.
+
+Entities outlive the calls, so these tests run on a time-skipping server whose
+clock moves only by hand (``temporal_manual_clock_env.sleep``): a server skipping
+time by itself would jump to an entity's next timer whenever nothing else is in
+flight, ending open periods (or, with no timer pending, reaching its execution
+timeout).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +35,14 @@ CONFIG = BreakerConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def _manual_time(temporal_env: Any) -> Iterator[None]:
-    """Entities outlive the calls: keep the test server from skipping to their timers.
-
-    While a client waits for a workflow result the time-skipping server jumps to
-    the next timer anywhere, which would end open periods (or, with no timer
-    pending, reach an entity's execution timeout). Time moves only through
-    ``temporal_env.sleep`` here.
-    """
-    with temporal_env.auto_time_skipping_disabled():
-        yield
-
-
 @pytest.fixture(scope="module")
 def downstream(tmp_path_factory: pytest.TempPathFactory) -> Downstream:
     return Downstream(tmp_path_factory.mktemp("breaker") / "downstream.sqlite")
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any, downstream: Downstream) -> faults.FaultHarness:
-    return fault_harness(
+def harness(manual_clock_fault_harness: Any, downstream: Downstream) -> faults.FaultHarness:
+    return manual_clock_fault_harness(
         workflows=[CircuitBreakerEntity, GuardedCallWorkflow, LocalBreakerLoopWorkflow],
         activities=[*BREAKER_ACTIVITIES, downstream.call],
     )
@@ -84,7 +77,7 @@ def scheduled_activities(harness: faults.FaultHarness, workflow_id: str) -> list
 
 
 def test_half_open_hands_out_only_the_permitted_probes_to_many_concurrent_callers(
-    harness: faults.FaultHarness, temporal_env: Any
+    harness: faults.FaultHarness, temporal_manual_clock_env: Any
 ) -> None:
     b = breaker(harness)
 
@@ -93,7 +86,7 @@ def test_half_open_hands_out_only_the_permitted_probes_to_many_concurrent_caller
             answer = await b.acquire(f"r{i}")
             await b.record(answer.permit.id, False, 0.0)
         assert (await b.observe()).state == "open"
-        await temporal_env.sleep(61)
+        await temporal_manual_clock_env.sleep(61)
         answers = await asyncio.gather(*(b.acquire(f"probe-{i}") for i in range(25)))
         await b.client.get_workflow_handle(b.id).terminate()
         return answers
@@ -216,11 +209,14 @@ def test_guarded_calls_open_the_shared_breaker_under_injected_faults(
 
 
 def test_demonstrate_holds_its_invariants(
-    temporal_loop: faults.EventLoopThread, temporal_client: Any, tmp_path: Path
+    temporal_loop: faults.EventLoopThread, temporal_manual_clock_env: Any, tmp_path: Path
 ) -> None:
-    lines: list[str] = []  # (auto time skipping is off: the open period passes in real time)
+    # The demonstration waits out the open period in real time, as on a real server: on
+    # the manual-clock server the entity's clock moves with the wall clock too.
+    lines: list[str] = []
+    client = temporal_manual_clock_env.client
     report = temporal_loop.run(
-        demonstrate(temporal_client, seed=7, plan=None, workdir=tmp_path, say=lines.append),
+        demonstrate(client, seed=7, plan=None, workdir=tmp_path, say=lines.append),
         timeout=120,
     )
     assert report.checks and report.ok, [c for c in report.checks if not c.held]
