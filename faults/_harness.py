@@ -9,6 +9,7 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 import temporalio.client
@@ -17,6 +18,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
 from ._bridge import EventLoopThread
+from ._embedded import shares_clock_unlocks
 from ._interceptor import injecting
 from ._log import FaultLog
 from ._plan import FaultPlan, Injection, check_plan_against, plan_to_json
@@ -24,6 +26,9 @@ from ._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 T = TypeVar("T")
 
 _counter = itertools.count()
+
+DEFAULT_EXECUTION_TIMEOUT = timedelta(days=30)
+"""The execution timeout of harness runs started without one."""
 
 
 def unique_id(prefix: str) -> str:
@@ -96,7 +101,7 @@ def _result_lock(client: temporalio.client.Client) -> asyncio.Lock:
     server's lock count ("Unbalanced lock and unlock calls"), after which its
     oversized error reply is dropped and calls hang. Workflows still run
     concurrently: only the waits for their results take turns. (Environments
-    from :func:`faults.start_environment` skip time continuously and need none.)
+    from :func:`faults.start_environment` share one unlock and need none.)
     """
     key = client.service_client
     lock = _result_locks.get(key)
@@ -105,17 +110,17 @@ def _result_lock(client: temporalio.client.Client) -> asyncio.Lock:
     return lock
 
 
-def _unlocks_per_wait(handle: temporalio.client.WorkflowHandle[Any, Any]) -> bool:
-    """Whether waiting on ``handle`` unlocks the time-skipping server's clock for the wait.
+def _waits_take_turns(client: temporalio.client.Client, handle: Any) -> bool:
+    """Whether result waits on this server must not overlap.
 
-    The SDK's time-skipping environment specialises its handles to do so unless
-    its automatic skipping is off (as in every mode of :func:`faults.start_environment`
-    but "on-result"). Unknown specialisations count as unlocking: taking turns is safe.
+    The SDK's time-skipping environment unlocks its clock for each wait through
+    specialised handles; unless the environment came from
+    :func:`faults.start_environment` (whose waits share one unlock), overlapping
+    waits unbalance the server's lock count.
     """
     if type(handle) is temporalio.client.WorkflowHandle:
         return False
-    env = getattr(handle, "env", None)
-    return bool(getattr(env, "_auto_time_skipping", True))
+    return not shares_clock_unlocks(client)
 
 
 class _ReplayService:
@@ -194,6 +199,11 @@ class FaultHarness:
     injections are those made on all of these runs.
     With ``activity_names`` (what the worker registers) a plan naming none of
     them raises :class:`~faults.FaultPlanError` before any workflow starts.
+    Runs started without an ``execution_timeout`` get ``execution_timeout``
+    (:data:`DEFAULT_EXECUTION_TIMEOUT`): the time-skipping test server keeps a
+    timer for every run's execution timeout after the run ends, and skipping to
+    an unset one (ten years ahead) runs its clock past the year 9999 within a
+    few thousand runs.
     Inside a Hypothesis test each synchronous run is also reported with ``note()`` (the
     plan, a one-line reproduction and the injections) and each injection with
     ``event()``, so ``--hypothesis-show-statistics`` shows fault coverage.
@@ -209,8 +219,10 @@ class FaultHarness:
         id_prefix: str = "run",
         replay_workflows: Sequence[type] = (),
         activity_names: Iterable[str] | None = None,
+        execution_timeout: timedelta | None = DEFAULT_EXECUTION_TIMEOUT,
     ) -> None:
         self.client = client
+        self.execution_timeout = execution_timeout
         self.task_queue = task_queue
         self.log = log
         self.loop = loop
@@ -245,6 +257,8 @@ class FaultHarness:
         if plan is not None and self.activity_names is not None:
             check_plan_against(plan, self.activity_names)
         workflow_id = id or unique_id(self.id_prefix)
+        if self.execution_timeout is not None:
+            options.setdefault("execution_timeout", self.execution_timeout)
         result: Any = None
         error: WorkflowFailureError | None = None
         with injecting(plan):
@@ -256,7 +270,7 @@ class FaultHarness:
                 **options,
             )
         try:
-            if _unlocks_per_wait(handle):
+            if _waits_take_turns(self.client, handle):
                 async with _result_lock(self.client):
                     result = await handle.result()
             else:

@@ -17,8 +17,8 @@ any project that installs ``workflow-resilience`` gets these fixtures:
 * ``temporal_manual_clock_env`` / ``manual_clock_fault_harness``: a second
   time-skipping server whose clock moves only through ``env.sleep()``.
 
-The session's time-skipping server skips time continuously (see
-:data:`faults.TimeSkipping`): any number of result waits may run at once.
+On the session's time-skipping server overlapping result waits share one
+unlock of its clock (see :data:`faults.TimeSkipping`): any number may run at once.
 
 After the run a summary says what was injected, by kind and activity. The
 module does no work at import time.
@@ -106,7 +106,7 @@ def _start_env(
     kind: str,
     log: FaultLog,
     address: str | None,
-    time_skipping: str = "continuous",
+    time_skipping: str = "on-result",
 ) -> Any:
     from . import FaultPlugin, start_environment
 

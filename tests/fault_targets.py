@@ -132,25 +132,6 @@ class RemoteProbeWorkflow:
         )
 
 
-@workflow.defn
-class ThreeStepWorkflow:
-    """Three ``probe`` steps in sequence: the shape of a small saga."""
-
-    @workflow.run
-    async def run(self, label: str) -> list[int]:
-        attempts = []
-        for step in ("first", "second", "third"):
-            attempts.append(
-                await workflow.execute_activity(
-                    probe,
-                    f"{label}-{step}",
-                    start_to_close_timeout=timedelta(seconds=5),
-                    retry_policy=RETRY,
-                )
-            )
-        return attempts
-
-
 @activity.defn
 async def slow_step(step: int) -> int:
     """One step of a long workflow: 50 ms of work, counted."""
