@@ -24,6 +24,7 @@ class Throughput:
     def __init__(self) -> None:
         self.rates: dict[str, tuple[float, str]] = {}
         self.ratios: dict[str, tuple[str, float]] = {}
+        self.notes: list[str] = []
 
     def record(
         self, benchmark: Any, name: str, units: int, unit: str = "activities"
@@ -73,3 +74,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             baseline, value = registry.ratios[name]
             line += f"   {value:6.2f}x {baseline}"
         terminalreporter.write_line(line)
+    for note in registry.notes:
+        terminalreporter.write_line(note)

@@ -34,15 +34,22 @@ RUNS = 60
 
 
 @pytest.fixture(scope="module")
-def bare_dev_queue(
-    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any
-) -> Iterator[tuple[Client, str]]:
-    """A client and worker on the dev server with no fault layer at all."""
-    target = temporal_dev_env.client.service_client.config.target_host
+def fan_workers(
+    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any, fault_log: faults.FaultLog
+) -> Iterator[dict[str, tuple[Client, str]]]:
+    """Two clients of their own, each with a worker on the dev server, built alike.
 
-    async def start() -> tuple[Client, Worker, str]:
-        client = await Client.connect(target, namespace=temporal_dev_env.client.namespace)
-        queue = faults.unique_id("bare")
+    ``"layer"`` has the fault plugin on its client (and so on its worker);
+    ``"bare"`` has no fault layer at all.
+    """
+    target = temporal_dev_env.client.service_client.config.target_host
+    workers: list[Worker] = []
+
+    async def start(plugins: list[Any]) -> tuple[Client, str]:
+        client = await Client.connect(
+            target, namespace=temporal_dev_env.client.namespace, plugins=plugins
+        )
+        queue = faults.unique_id("fan")
         worker = Worker(
             client,
             task_queue=queue,
@@ -51,11 +58,15 @@ def bare_dev_queue(
             max_concurrent_activities=FAN_OUT,
         )
         await worker.__aenter__()
-        return client, worker, queue
+        workers.append(worker)
+        return client, queue
 
-    client, worker, queue = temporal_loop.run(start())
-    yield client, queue
-    temporal_loop.run(worker.__aexit__(None, None, None))
+    yield {
+        "bare": temporal_loop.run(start([])),
+        "layer": temporal_loop.run(start([faults.FaultPlugin(log=fault_log)])),
+    }
+    for worker in workers:
+        temporal_loop.run(worker.__aexit__(None, None, None))
 
 
 def fan_out(loop: faults.EventLoopThread, client: Client, queue: str, plan: Any) -> float:
@@ -80,8 +91,7 @@ def fan_out(loop: faults.EventLoopThread, client: Client, queue: str, plan: Any)
 def test_fault_layer_overhead_on_a_thousand_activity_fanout(
     benchmark: Any,
     temporal_loop: faults.EventLoopThread,
-    bare_dev_queue: Any,
-    dev_fault_harness: Any,
+    fan_workers: dict[str, tuple[Client, str]],
     throughput: Any,
 ) -> None:
     """The same fan-out on a worker and client without the layer and with it (empty plan).
@@ -91,19 +101,17 @@ def test_fault_layer_overhead_on_a_thousand_activity_fanout(
     benchmark's own timing is of the pair. The overhead is the median of the
     per-round ratios (with-layer time / without-layer time).
     """
-    bare_client, bare_queue = bare_dev_queue
-    harness = dev_fault_harness(
-        workflows=[FanWorkflow], activities=[probe], max_concurrent_activities=FAN_OUT
-    )
+    bare_client, bare_queue = fan_workers["bare"]
+    layer_client, layer_queue = fan_workers["layer"]
     plan = faults.ScriptedPlan()
     pairs: list[tuple[float, float]] = []
 
     def one_round() -> None:
         if len(pairs) % 2 == 0:
             bare = fan_out(temporal_loop, bare_client, bare_queue, None)
-            layer = fan_out(temporal_loop, harness.client, harness.task_queue, plan)
+            layer = fan_out(temporal_loop, layer_client, layer_queue, plan)
         else:
-            layer = fan_out(temporal_loop, harness.client, harness.task_queue, plan)
+            layer = fan_out(temporal_loop, layer_client, layer_queue, plan)
             bare = fan_out(temporal_loop, bare_client, bare_queue, None)
         pairs.append((bare, layer))
 
@@ -120,6 +128,12 @@ def test_fault_layer_overhead_on_a_thousand_activity_fanout(
     throughput.ratio(benchmark, name, "fan-out 1,000, no fault layer")
     benchmark.extra_info["rounds"] = [[round(b, 3), round(x, 3)] for b, x in measured]
     benchmark.extra_info["overhead_percent_paired_median"] = (paired - 1) * 100
+    throughput.notes.append(
+        f"fault layer overhead, median of {len(measured)} paired rounds: "
+        f"{(paired - 1) * 100:+.1f} % (rounds, s without/with: "
+        + ", ".join(f"{b:.2f}/{x:.2f}" for b, x in measured)
+        + ")"
+    )
 
 
 def check(outcome: faults.RunOutcome[list[int]]) -> None:
