@@ -117,10 +117,13 @@ def check_invariants_of_every_order(
     statuses: Counter[str] = Counter()
     violations: list[str] = []
     for ended, orders in runs:
-        observed = harness.loop.run(
-            asyncio.gather(*(observe_run(harness.client, wid, err) for wid, err in ended)),
-            timeout=600,
-        )
+
+        async def observe_all(ended: Ended = ended) -> list[Any]:
+            return list(
+                await asyncio.gather(*(observe_run(harness.client, w, e) for w, e in ended))
+            )
+
+        observed = harness.loop.run(observe_all(), timeout=600)
         for order, run in zip(orders, observed, strict=True):
             statuses[f"{run.status} {run.error_type}".strip()] += 1
             skus = sorted({item.sku for item in order.items})
