@@ -356,13 +356,33 @@ class FaultHarness:
         args: Sequence[Sequence[Any]],
         *,
         plan: FaultPlan | None = None,
+        plans: Sequence[FaultPlan | None] | None = None,
+        concurrency: int | None = None,
         timeout: float | None = 600.0,
     ) -> list[RunOutcome[T]]:
-        """Run several workflows concurrently under one plan (synchronous)."""
+        """Run several workflows at once (synchronous); outcomes in the order of ``args``.
+
+        Every run gets ``plan``, or with ``plans`` its own (one per entry of
+        ``args``), so one Hypothesis example can run a batch of drawn plans.
+        ``concurrency`` bounds the runs in flight: a new one starts as one ends.
+        """
+        if plans is not None and len(plans) != len(args):
+            raise ValueError(
+                f"run_many(plans=...) has {len(plans)} plans for {len(args)} runs; "
+                "give one plan per entry of args, or a single plan=..."
+            )
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"run_many(concurrency={concurrency!r}) must be None or >= 1")
+        each = list(plans) if plans is not None else [plan] * len(args)
+        gate = asyncio.Semaphore(concurrency or max(1, len(args)))
+
+        async def _one(run_args: Sequence[Any], run_plan: FaultPlan | None) -> RunOutcome[T]:
+            async with gate:
+                return await self.execute(workflow, *run_args, plan=run_plan)
 
         async def _all() -> list[RunOutcome[T]]:
             return list(
-                await asyncio.gather(*(self.execute(workflow, *a, plan=plan) for a in args))
+                await asyncio.gather(*(_one(a, p) for a, p in zip(args, each, strict=True)))
             )
 
         if self.loop is None:

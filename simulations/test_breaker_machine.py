@@ -91,10 +91,12 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             self.driver: Driver | None = None
             self.model: ModelBreaker | None = None
             self.probes: Counter[int] = Counter()
+            self.in_macro = False
             type(self).last_run = []
 
         def _step(self, text: str) -> None:
-            type(self).last_run.append(text)
+            if not self.in_macro:  # a macro step's inner steps are part of it
+                type(self).last_run.append(text)
 
         @initialize(cfg=model_configs())
         def configure(self, cfg: ModelConfig) -> None:
@@ -145,6 +147,21 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             assert view.state == self.model.state, (
                 f"{before} + {outcome}: breaker {view.state}, model {self.model.state}"
             )
+
+        @rule(callers=st.integers(1, 4))
+        def outage(self, callers: int) -> None:
+            """A macro step: ``callers`` calls acquire permits and every admitted one fails.
+
+            The usual way a breaker opens, in one step instead of several, so the
+            states after opening (half-open, probes) are reached within few examples.
+            """
+            self._step(f"outage({callers})")
+            self.in_macro = True
+            try:
+                for permit in self.acquire(callers).values:
+                    self.complete(permit, "fail")
+            finally:
+                self.in_macro = False
 
         @rule(minutes=st.integers(1, 6))
         def advance(self, minutes: int) -> None:

@@ -72,6 +72,31 @@ def test_one_worker_serves_concurrent_workflows_with_different_plans(
         assert [i.attempt for i in outcome.injections] == list(range(1, k + 1))
 
 
+def test_run_many_runs_each_plan_with_a_bounded_number_in_flight(
+    harness: faults.FaultHarness,
+) -> None:
+    plans = [
+        ScriptedPlan(tuple(ScriptedFault("probe", n, Fail()) for n in range(1, k + 1)))
+        for k in (3, 0, 2, 1, 4, 0)
+    ]
+    outcomes = harness.run_many(ProbeWorkflow.run, [["x"]] * len(plans), plans=plans, concurrency=2)
+    assert [o.result for o in outcomes] == [4, 1, 3, 2, 5, 1]
+    assert [len(o.injections) for o in outcomes] == [3, 0, 2, 1, 4, 0]
+    assert len({o.workflow_id for o in outcomes}) == len(plans)
+
+
+def test_run_many_refuses_mismatched_plans_before_starting_anything(
+    harness: faults.FaultHarness,
+) -> None:
+    failing = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
+    before = len(harness.log)
+    with pytest.raises(ValueError, match=r"2 plans for 3 runs; give one plan per entry"):
+        harness.run_many(ProbeWorkflow.run, [["x"]] * 3, plans=[failing] * 2)
+    with pytest.raises(ValueError, match=r"concurrency=0\) must be None or >= 1"):
+        harness.run_many(ProbeWorkflow.run, [["x"]], plan=failing, concurrency=0)
+    assert len(harness.log) == before  # a run that started would have logged its fault
+
+
 def test_plan_follows_its_workflow_to_another_worker(
     temporal_loop: faults.EventLoopThread, temporal_client: Any, fault_worker: Any
 ) -> None:
