@@ -183,26 +183,68 @@ def test_simulation_harness_sequential(
     throughput.ratio(benchmark, name, "3-step workflow, bare client")
 
 
-@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
+EIGHT_IN_FLIGHT = [
+    # (sandboxed, replay one run in N; None: no replay)
+    (True, 1),
+    (False, 1),
+    (False, 10),
+    (True, None),
+    (False, None),
+]
+
+
+def replay_label(every: int | None) -> str:
+    """How a benchmark's harness replays, in words."""
+    if every is None:
+        return "no replay"
+    return "replay of every run" if every == 1 else f"replay of 1 run in {every}"
+
+
+@pytest.mark.parametrize(
+    ("sandboxed", "replay_every"),
+    EIGHT_IN_FLIGHT,
+    ids=[
+        f"{'sandboxed' if s else 'unsandboxed'}-{replay_label(e).replace(' ', '-')}"
+        for s, e in EIGHT_IN_FLIGHT
+    ],
+)
 @pytest.mark.benchmark(group="simulation-throughput")
 def test_simulation_harness_eight_in_flight(
-    benchmark: Any, fault_harness: Any, throughput: Any, sandboxed: bool
+    benchmark: Any,
+    fault_harness: Any,
+    throughput: Any,
+    sandboxed: bool,
+    replay_every: int | None,
 ) -> None:
     options = {} if sandboxed else {"workflow_runner": UnsandboxedWorkflowRunner()}
-    harness = fault_harness(workflows=[ThreeStepWorkflow], activities=[probe], **options)
+    shared = fault_harness(workflows=[ThreeStepWorkflow], activities=[probe], **options)
+    # The same worker, through a harness replaying as this benchmark says.
+    harness = faults.FaultHarness(
+        shared.client,
+        shared.task_queue,
+        shared.log,
+        loop=shared.loop,
+        replay_workflows=[ThreeStepWorkflow] if replay_every else (),
+        activity_names=["probe"],
+        replay_every=replay_every or 1,
+    )
     plan = faults.ScriptedPlan()
 
     def runs() -> None:
         # A steady stream: a new run starts as one ends, 8 in flight.
-        for outcome in harness.run_many(
-            ThreeStepWorkflow.run, [["x"]] * RUNS, plan=plan, concurrency=8
-        ):
+        outcomes = harness.run_many(ThreeStepWorkflow.run, [["x"]] * RUNS, plan=plan, concurrency=8)
+        for outcome in outcomes:
             check(outcome)
+        replayed = sum(o.replayed for o in outcomes)
+        assert replayed == (0 if replay_every is None else -(-RUNS // replay_every))
 
-    benchmark.pedantic(runs, rounds=5, warmup_rounds=1)
+    try:
+        benchmark.pedantic(runs, rounds=5, warmup_rounds=1)
+    finally:
+        shared.loop.run(harness.aclose())
     name = (
-        "3-step workflow, harness + replay + check, 8 in flight, "
-        f"{'sandboxed' if sandboxed else 'unsandboxed'}"
+        f"3-step workflow, harness + check, 8 in flight, "
+        f"{'sandboxed' if sandboxed else 'unsandboxed'}, {replay_label(replay_every)}"
     )
     throughput.record(benchmark, name, RUNS, unit="runs")
     throughput.ratio(benchmark, name, "3-step workflow, bare client")

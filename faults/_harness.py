@@ -45,6 +45,8 @@ class RunOutcome(Generic[T]):
     result: T | None
     error: WorkflowFailureError | None
     injections: tuple[Injection, ...]
+    replayed: bool = False
+    """Whether the run's histories were replayed against the workflow code (and replayed clean)."""
 
     @property
     def succeeded(self) -> bool:
@@ -197,6 +199,10 @@ class FaultHarness:
     continued as and its child workflows) is replayed against the current
     workflow code, so a non-deterministic change fails the run. The outcome's
     injections are those made on all of these runs.
+    Replaying costs about as much worker time as running the workflow did (the
+    SDK handles every recorded activation again); ``replay_every=N`` replays one
+    finished run in N, the first always, for long soak runs that trade some of
+    the determinism check for throughput.
     With ``activity_names`` (what the worker registers) a plan naming none of
     them raises :class:`~faults.FaultPlanError` before any workflow starts.
     Runs started without an ``execution_timeout`` get ``execution_timeout``
@@ -220,7 +226,15 @@ class FaultHarness:
         replay_workflows: Sequence[type] = (),
         activity_names: Iterable[str] | None = None,
         execution_timeout: timedelta | None = DEFAULT_EXECUTION_TIMEOUT,
+        replay_every: int = 1,
     ) -> None:
+        if isinstance(replay_every, bool) or not isinstance(replay_every, int) or replay_every < 1:
+            raise ValueError(
+                f"FaultHarness(replay_every={replay_every!r}) must be an int >= 1: "
+                "1 replays every run, N replays one run in N"
+            )
+        self.replay_every = replay_every
+        self._finished = itertools.count()
         self.client = client
         self.execution_timeout = execution_timeout
         self.task_queue = task_queue
@@ -278,9 +292,10 @@ class FaultHarness:
         except WorkflowFailureError as err:
             error = err
         runs = set()
+        replay = self._replays is not None and next(self._finished) % self.replay_every == 0
         async for execution, history in self.executions(workflow_id, handle.first_execution_run_id):
             runs.add(execution)
-            if self._replays is not None:
+            if replay and self._replays is not None:
                 await self._replays.replay(history)
         outcome: RunOutcome[T] = RunOutcome(
             workflow_id=workflow_id,
@@ -288,6 +303,7 @@ class FaultHarness:
             result=result,
             error=error,
             injections=tuple(self.log.for_runs(runs)),
+            replayed=replay,
         )
         return outcome
 

@@ -30,6 +30,7 @@ def test_quote_is_fixed_by_its_history(harness: faults.FaultHarness) -> None:
     assert quote.discount_percent in (0, 5, 10)
     assert 1.03 <= quote.exchange_rate <= 1.07
     assert 1 <= quote.rate_changes <= 4
+    assert outcome.replayed
 
 
 def test_local_activity_results_come_from_the_history_on_replay(
@@ -89,6 +90,35 @@ def test_branching_on_a_fresh_uuid_is_caught_on_replay(harness: faults.FaultHarn
     outcome = harness.run(QuoteWorkflow.run, "SKU-4", 39)
     with pytest.raises(NondeterminismError):
         replay(harness, outcome.workflow_id, WallClockQuoteWorkflow)
+
+
+def test_replay_every_n_replays_one_run_in_n(harness: faults.FaultHarness) -> None:
+    """A harness replaying against changed code fails exactly the runs it samples."""
+    sampling = faults.FaultHarness(
+        harness.client,
+        harness.task_queue,
+        harness.log,
+        loop=harness.loop,
+        replay_workflows=[ReorderedQuoteWorkflow],
+        replay_every=3,
+    )
+    caught = []
+    for n in range(7):
+        try:
+            outcome = sampling.run(QuoteWorkflow.run, f"SKU-{10 + n}", 0)
+        except NondeterminismError:
+            caught.append(n)
+        else:
+            assert outcome.succeeded and not outcome.replayed
+    assert caught == [0, 3, 6]
+    assert harness.loop is not None
+    harness.loop.run(sampling.aclose())
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_replay_every_must_be_a_positive_int(harness: faults.FaultHarness, bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"replay_every=.* must be an int >= 1"):
+        faults.FaultHarness(harness.client, harness.task_queue, harness.log, replay_every=bad)
 
 
 def test_the_sandbox_refuses_non_workflow_safe_calls(fault_harness: Any) -> None:
