@@ -16,20 +16,13 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 import faults
-from patterns.saga import (
-    Order,
-    OrderActivities,
-    OrderSaga,
-    OrderServices,
-    SagaSettings,
-    make_catalog,
-    make_order,
-)
-from patterns.saga._invariants import check_invariants, failed_checks, observe_run
+from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
+from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
 CONCURRENT = 100
 LOAD = 1_000
 ROUNDS = 3
+STOCK = 50
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +49,14 @@ def batch(
     """``count`` orders, each on three SKUs of its own (so its stock is checkable alone)."""
     orders: list[Order] = []
     for n in range(count):
-        catalog = make_catalog(seed * 10_000 + n, 3, prefix=faults.unique_id("bench"), max_stock=0)
-        services.stock_products((p.sku, p.unit_price_cents, 50) for p in catalog)
-        orders.append(
-            make_order(seed * 10_000 + n, catalog, order_id=faults.unique_id("bench-order"))
+        order, _ = order_on_own_skus(
+            services,
+            seed * 10_000 + n,
+            order_id=faults.unique_id("bench-order"),
+            sku_prefix=faults.unique_id("bench"),
+            stock=STOCK,
         )
+        orders.append(order)
 
     async def one(order: Order) -> tuple[str, BaseException | None]:
         with faults.injecting(plan):
@@ -126,13 +122,8 @@ def check_invariants_of_every_order(
         observed = harness.loop.run(observe_all(), timeout=600)
         for order, run in zip(orders, observed, strict=True):
             statuses[f"{run.status} {run.error_type}".strip()] += 1
-            skus = sorted({item.sku for item in order.items})
-            after = {sku: services.stock(sku) for sku in skus}
-            broken = failed_checks(
-                check_invariants(
-                    order, services.ledger(order.order_id), run, dict.fromkeys(skus, 50), after
-                )
-            )
+            before = {item.sku: STOCK for item in order.items}
+            broken = order_violations(services, order, run, before)
             violations.extend(
                 f"{run.workflow_id}: {name}: {detail}" for name, detail in broken.items()
             )

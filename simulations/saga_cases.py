@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 
 import faults
 from faults.strategies import scripted_plans
-from patterns.saga import ALL_ACTIVITIES, Order, OrderServices, SagaSettings, make_order
-from patterns.saga._invariants import check_invariants, failed_checks, observe_run
-from patterns.saga._orders import make_catalog
+from patterns.saga import ALL_ACTIVITIES, OrderServices, SagaSettings
+from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
 Business = Literal["accepted", "declined", "out_of_stock", "not_served"]
 
@@ -42,40 +41,26 @@ saga_cases = st.builds(
 """Cases that shrink toward an accepted order, one attempt per step, and no faults."""
 
 
-def build_order(case: SagaCase, services: OrderServices) -> Order:
-    """A Faker order on fresh SKUs (so no other example touches its stock)."""
-    catalog = make_catalog(case.seed, 3, prefix=faults.unique_id("sku"), max_stock=0)
-    order = make_order(
-        case.seed,
-        catalog,
-        order_id=faults.unique_id("order"),
-        declined=case.business == "declined",
-        country="AQ" if case.business == "not_served" else None,
-    )
-    stock = {p.sku: 50 for p in catalog}
-    if case.business == "out_of_stock":
-        first = order.items[-1]
-        stock[first.sku] = first.quantity - 1
-    services.stock_products((p.sku, p.unit_price_cents, stock[p.sku]) for p in catalog)
-    return order
-
-
 def run_case(
     harness: faults.FaultHarness, workflow: Any, services: OrderServices, case: SagaCase
 ) -> dict[str, Any]:
     """Run ``case`` through ``workflow`` on ``harness``; return the invariants that broke."""
-    order = build_order(case, services)
-    skus = sorted({item.sku for item in order.items})
-    before = {sku: services.stock(sku) for sku in skus}
+    order, before = order_on_own_skus(
+        services,
+        case.seed,
+        order_id=faults.unique_id("order"),
+        sku_prefix=faults.unique_id("sku"),
+        declined=case.business == "declined",
+        country="AQ" if case.business == "not_served" else None,
+        short=case.business == "out_of_stock",
+    )
     outcome = harness.run(workflow.run, order, case.settings, plan=case.plan)
     assert harness.loop is not None
     run = harness.loop.run(observe_run(harness.client, outcome.workflow_id, outcome.error))
-    ledger = services.ledger(order.order_id)
-    after = {sku: services.stock(sku) for sku in skus}
-    broken = failed_checks(check_invariants(order, ledger, run, before, after))
+    broken = order_violations(services, order, run, before)
     if broken:
         broken["run"] = outcome.describe()
-        broken["journal"] = [(e.op, e.effect) for e in ledger.journal]
+        broken["journal"] = [(e.op, e.effect) for e in services.ledger(order.order_id).journal]
     return broken
 
 

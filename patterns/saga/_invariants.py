@@ -13,7 +13,8 @@ from temporalio.exceptions import ApplicationError, CancelledError
 
 from .._report import InvariantCheck
 from ._activities import COMPENSATION_ACTIVITIES, STEP_ACTIVITIES
-from ._services import OrderLedger
+from ._orders import make_catalog, make_order
+from ._services import OrderLedger, OrderServices
 from ._types import Order
 
 RunStatus = Literal["completed", "failed", "compensation_failed", "cancelled"]
@@ -196,3 +197,45 @@ def check_invariants(
 def failed_checks(checks: list[InvariantCheck]) -> dict[str, Any]:
     """The checks that did not hold, by name, with their detail."""
     return {c.name: c.detail for c in checks if not c.held}
+
+
+def order_on_own_skus(
+    services: OrderServices,
+    seed: int,
+    *,
+    order_id: str,
+    sku_prefix: str,
+    stock: int = 50,
+    declined: bool = False,
+    country: str | None = None,
+    short: bool = False,
+) -> tuple[Order, dict[str, int]]:
+    """A Faker order from ``seed`` on three fresh SKUs, each stocked with ``stock`` units.
+
+    No other order touches those SKUs, so the order's invariants can be checked
+    alone (:func:`order_violations`). ``declined`` and ``country`` are as in
+    :func:`make_order`; with ``short`` the SKU of the order's last item holds one
+    unit fewer than the item needs. Returns the order and its SKUs' stock before it runs.
+    """
+    catalog = make_catalog(seed, 3, prefix=sku_prefix, max_stock=0)
+    order = make_order(seed, catalog, order_id=order_id, declined=declined, country=country)
+    before = {p.sku: stock for p in catalog}
+    if short:
+        last = order.items[-1]
+        before[last.sku] = last.quantity - 1
+    services.stock_products((p.sku, p.unit_price_cents, before[p.sku]) for p in catalog)
+    return order, before
+
+
+def order_violations(
+    services: OrderServices, order: Order, run: SagaRun, stock_before: Mapping[str, int]
+) -> dict[str, Any]:
+    """The invariants ``run`` broke for an order on SKUs of its own (empty when all held).
+
+    Reads the order's ledger and its SKUs' stock now, and checks them with
+    :func:`check_invariants` against ``stock_before``.
+    """
+    skus = sorted({item.sku for item in order.items})
+    after = {sku: services.stock(sku) for sku in skus}
+    ledger = services.ledger(order.order_id)
+    return failed_checks(check_invariants(order, ledger, run, stock_before, after))
