@@ -83,26 +83,28 @@ def injecting(plan: FaultPlan | None) -> Iterator[None]:
         _current_plan.reset(token)
 
 
-def _json_payload(data: str) -> Payload:
-    return Payload(metadata={"encoding": b"json/plain"}, data=data.encode())
+_JSON_METADATA = {"encoding": b"json/plain"}
+
+
+def _json_payload(data: bytes) -> Payload:
+    """A payload of JSON text, as the SDK's default converter writes it."""
+    return Payload(metadata=_JSON_METADATA, data=data)
 
 
 def plan_header(plan: FaultPlan) -> Payload:
     """The header payload that carries ``plan`` (a JSON object)."""
-    return _json_payload(plan_to_json(plan))
+    return _json_payload(plan_to_json(plan).encode())
 
 
 def key_header(key: str) -> Payload:
     """The header payload that carries an activity call's key (a JSON string)."""
     if _PLAIN_KEY.fullmatch(key):  # nothing to escape: skip the JSON encoder
-        return Payload(metadata=_JSON_METADATA, data=b'"' + key.encode() + b'"')
-    return _json_payload(json.dumps(key))
+        return _json_payload(b'"' + key.encode() + b'"')
+    return _json_payload(json.dumps(key).encode())
 
 
 _PLAIN_KEY = re.compile(r"[ !#-\[\]-~]*")
 """Printable ASCII without ``"`` or ``\\``: a key JSON writes as itself in quotes."""
-
-_JSON_METADATA = {"encoding": b"json/plain"}
 
 
 # --------------------------------------------------------------------------- client side
