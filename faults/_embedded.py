@@ -24,10 +24,15 @@ from temporalio.api.testservice.v1 import LockTimeSkippingResponse, UnlockTimeSk
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
 
-EnvironmentKind = Literal["time-skipping", "dev", "external"]
-"""Which Temporal to run against."""
+EnvironmentKind = Literal["time-skipping", "dev", "dev-time-skipping", "external"]
+"""Which Temporal to run against (see :func:`start_environment`)."""
 
-ENVIRONMENT_KINDS: tuple[EnvironmentKind, ...] = ("time-skipping", "dev", "external")
+ENVIRONMENT_KINDS: tuple[EnvironmentKind, ...] = (
+    "time-skipping",
+    "dev",
+    "dev-time-skipping",
+    "external",
+)
 """Every :data:`EnvironmentKind`."""
 
 TimeSkipping = Literal["on-result", "manual"]
@@ -47,6 +52,14 @@ unlocked server skips to it, and after some 800 runs its clock passes the year
 
 TIME_SKIPPING_MODES: tuple[TimeSkipping, ...] = ("on-result", "manual")
 """Every :data:`TimeSkipping` mode."""
+
+_TIME_SKIPPING_DEV_SETTINGS = (
+    # Per-workflow time skipping is off by default on the dev server.
+    "frontend.WorkflowTimeSkippingEnabled=true",
+    # Timers fire when the timer queue next looks ahead (up to 1 s by default);
+    # a skipped timer would cost that second of real time on every run.
+    'history.timerProcessorMaxTimeShift="10ms"',
+)
 
 # The environment's "auto skipping off" switch, held open for the environment's life.
 _held: weakref.WeakKeyDictionary[WorkflowEnvironment, AbstractContextManager[None]] = (
@@ -182,6 +195,12 @@ async def start_environment(
       activity runs, as ``time_skipping`` says (while results are awaited by default).
     * ``dev``: the Temporal CLI dev server on 127.0.0.1, with the Web UI if
       ``ui`` and persistence in ``database_file`` if given.
+    * ``dev-time-skipping``: the same dev server with per-workflow time skipping
+      (the SDK's experimental ``start_time_skipping_v2``): each workflow's timers
+      are skipped, on its own virtual clock, while it waits on nothing else.
+      The Java test server listens on all interfaces (it has no bind option);
+      this kind keeps time skipping on a loopback-only server, at the dev
+      server's per-activity latency.
     * ``external``: an existing cluster through the environment configuration.
     """
     if time_skipping not in TIME_SKIPPING_MODES:
@@ -205,16 +224,26 @@ async def start_environment(
             service.unlock_time_skipping = shared.unlock_time_skipping  # type: ignore[method-assign]
             service.lock_time_skipping = shared.lock_time_skipping  # type: ignore[method-assign]
         return env
-    if kind == "dev":
-        return await WorkflowEnvironment.start_local(
-            plugins=list(plugins),
-            ip="127.0.0.1",
-            port=port,
-            ui=ui,
-            ui_port=ui_port,
-            dev_server_existing_path=server_binary("temporal"),
-            dev_server_database_filename=database_file,
-            dev_server_log_level="error",
+    if kind in ("dev", "dev-time-skipping"):
+        dev_server: dict[str, Any] = {
+            "plugins": list(plugins),
+            "ip": "127.0.0.1",
+            "port": port,
+            "ui": ui,
+            "ui_port": ui_port,
+            "dev_server_existing_path": server_binary("temporal"),
+            "dev_server_database_filename": database_file,
+            "dev_server_log_level": "error",
+        }
+        if kind == "dev":
+            return await WorkflowEnvironment.start_local(**dev_server)
+        return await WorkflowEnvironment.start_time_skipping_v2(
+            dev_server_extra_args=[
+                arg
+                for setting in _TIME_SKIPPING_DEV_SETTINGS
+                for arg in ("--dynamic-config-value", setting)
+            ],
+            **dev_server,
         )
     if kind == "external":
         client = await connect(address, namespace=namespace, plugins=plugins)

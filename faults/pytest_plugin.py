@@ -6,7 +6,8 @@ any project that installs ``workflow-resilience`` gets these fixtures:
 * ``temporal_loop``: the background event loop (:class:`faults.EventLoopThread`)
   that synchronous tests and Hypothesis rules drive Temporal through;
 * ``temporal_env`` / ``temporal_client``: the session's environment and client
-  (``--temporal-env``: ``time-skipping`` by default, ``dev`` or ``external``);
+  (``--temporal-env``: ``time-skipping`` by default, ``dev``, ``dev-time-skipping``
+  or ``external``);
 * ``fault_log``: every fault injected during the session;
 * ``fault_worker``: ``fault_worker(workflows=..., activities=...)`` returns the
   task queue of a running worker with the fault layer, one per distinct
@@ -46,11 +47,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("faults", "Temporal fault injection (workflow-resilience)")
     group.addoption(
         "--temporal-env",
-        choices=("time-skipping", "dev", "external"),
+        choices=("time-skipping", "dev", "dev-time-skipping", "external"),
         default=os.environ.get("FAULTS_TEMPORAL_ENV", "time-skipping"),
         help="Temporal to test against: the embedded time-skipping test server (default), "
-        "the embedded dev server, or an external cluster from the Temporal environment "
-        "configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key).",
+        "the embedded dev server, the dev server with per-workflow time skipping "
+        "(loopback only, unlike the test server), or an external cluster from the Temporal "
+        "environment configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key).",
     )
     group.addoption(
         "--temporal-address",

