@@ -44,10 +44,12 @@ _LOG_KEY = pytest.StashKey["FaultLog"]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add the ``--temporal-*`` options."""
+    from ._embedded import ENVIRONMENT_KINDS
+
     group = parser.getgroup("faults", "Temporal fault injection (workflow-resilience)")
     group.addoption(
         "--temporal-env",
-        choices=("time-skipping", "dev", "dev-time-skipping", "external"),
+        choices=ENVIRONMENT_KINDS,
         default=os.environ.get("FAULTS_TEMPORAL_ENV", "time-skipping"),
         help="Temporal to test against: the embedded time-skipping test server (default), "
         "the embedded dev server, the dev server with per-workflow time skipping "
