@@ -292,18 +292,20 @@ class FaultHarness:
         except WorkflowFailureError as err:
             error = err
         runs = set()
-        replay = self._replays is not None and next(self._finished) % self.replay_every == 0
+        replays = self._replays
+        if replays is not None and next(self._finished) % self.replay_every:
+            replays = None  # not this run's turn
         async for execution, history in self.executions(workflow_id, handle.first_execution_run_id):
             runs.add(execution)
-            if replay and self._replays is not None:
-                await self._replays.replay(history)
+            if replays is not None:
+                await replays.replay(history)
         outcome: RunOutcome[T] = RunOutcome(
             workflow_id=workflow_id,
             plan=plan,
             result=result,
             error=error,
             injections=tuple(self.log.for_runs(runs)),
-            replayed=replay,
+            replayed=replays is not None,
         )
         return outcome
 
