@@ -19,6 +19,9 @@ import faults
 from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
+Placed = tuple[Order, dict[str, int]]
+"""An order and the stock of its own SKUs before it ran."""
+
 CONCURRENT = 100
 LOAD = 1_000
 ROUNDS = 3
@@ -47,16 +50,16 @@ def batch(
     count: int = CONCURRENT,
 ) -> Any:
     """``count`` orders, each on three SKUs of its own (so its stock is checkable alone)."""
-    orders: list[Order] = []
-    for n in range(count):
-        order, _ = order_on_own_skus(
+    placed: list[Placed] = [
+        order_on_own_skus(
             services,
             seed * 10_000 + n,
             order_id=faults.unique_id("bench-order"),
             sku_prefix=faults.unique_id("bench"),
             stock=STOCK,
         )
-        orders.append(order)
+        for n in range(count)
+    ]
 
     async def one(order: Order) -> tuple[str, BaseException | None]:
         with faults.injecting(plan):
@@ -73,9 +76,9 @@ def batch(
             return handle.id, err
 
     async def run_all() -> list[tuple[str, BaseException | None]]:
-        return list(await asyncio.gather(*(one(order) for order in orders)))
+        return list(await asyncio.gather(*(one(order) for order, _ in placed)))
 
-    return run_all, orders
+    return run_all, placed
 
 
 Ended = list[tuple[str, BaseException | None]]
@@ -88,23 +91,23 @@ def measure(
     plan: Any,
     count: int = CONCURRENT,
     rounds: int = ROUNDS,
-) -> list[tuple[Ended, list[Order]]]:
-    runs: list[tuple[Ended, list[Order]]] = []
+) -> list[tuple[Ended, list[Placed]]]:
+    runs: list[tuple[Ended, list[Placed]]] = []
     seeds = iter(range(1, 1000))
 
     def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
         return (batch(harness, services, plan, next(seeds), count),), {}
 
     def target(prepared: Any) -> None:
-        run_all, orders = prepared
-        runs.append((harness.loop.run(run_all(), timeout=1800), orders))
+        run_all, placed = prepared
+        runs.append((harness.loop.run(run_all(), timeout=1800), placed))
 
     benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1)
     return runs
 
 
 def check_invariants_of_every_order(
-    benchmark: Any, harness: Any, services: OrderServices, runs: list[tuple[Ended, list[Order]]]
+    benchmark: Any, harness: Any, services: OrderServices, runs: list[tuple[Ended, list[Placed]]]
 ) -> Counter[str]:
     """The five saga invariants on every order (from its ledger, stock and history).
 
@@ -112,7 +115,7 @@ def check_invariants_of_every_order(
     """
     statuses: Counter[str] = Counter()
     violations: list[str] = []
-    for ended, orders in runs:
+    for ended, placed in runs:
 
         async def observe_all(ended: Ended = ended) -> list[Any]:
             return list(
@@ -120,9 +123,8 @@ def check_invariants_of_every_order(
             )
 
         observed = harness.loop.run(observe_all(), timeout=600)
-        for order, run in zip(orders, observed, strict=True):
+        for (order, before), run in zip(placed, observed, strict=True):
             statuses[f"{run.status} {run.error_type}".strip()] += 1
-            before = {item.sku: STOCK for item in order.items}
             broken = order_violations(services, order, run, before)
             violations.extend(
                 f"{run.workflow_id}: {name}: {detail}" for name, detail in broken.items()
