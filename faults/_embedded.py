@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import sysconfig
+import tempfile
 import weakref
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -23,6 +24,8 @@ import temporalio.client
 from temporalio.api.testservice.v1 import LockTimeSkippingResponse, UnlockTimeSkippingResponse
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
+
+from ._loopback import loopback_launcher
 
 EnvironmentKind = Literal["time-skipping", "dev", "dev-time-skipping", "external"]
 """Which Temporal to run against (see :func:`start_environment`)."""
@@ -193,14 +196,16 @@ async def start_environment(
 
     * ``time-skipping``: the Java test server; timers are skipped while no
       activity runs, as ``time_skipping`` says (while results are awaited by default).
+      It has no bind option; on Linux with a C compiler it is started with a
+      small preloaded library that keeps it on 127.0.0.1 (elsewhere it listens
+      on all interfaces, with a warning).
     * ``dev``: the Temporal CLI dev server on 127.0.0.1, with the Web UI if
       ``ui`` and persistence in ``database_file`` if given.
     * ``dev-time-skipping``: the same dev server with per-workflow time skipping
       (the SDK's experimental ``start_time_skipping_v2``): each workflow's timers
       are skipped, on its own virtual clock, while it waits on nothing else.
-      The Java test server listens on all interfaces (it has no bind option);
-      this kind keeps time skipping on a loopback-only server, at the dev
-      server's per-activity latency.
+      Time skipping on a server that always listens on 127.0.0.1 alone,
+      at the dev server's per-activity latency.
     * ``external``: an existing cluster through the environment configuration.
     """
     if time_skipping not in TIME_SKIPPING_MODES:
@@ -209,11 +214,13 @@ async def start_environment(
             f"use one of {', '.join(TIME_SKIPPING_MODES)}"
         )
     if kind == "time-skipping":
-        env = await WorkflowEnvironment.start_time_skipping(
-            plugins=list(plugins),
-            port=port,
-            test_server_existing_path=server_binary("temporal-test-server"),
-        )
+        binary = server_binary("temporal-test-server")
+        # The launcher only has to exist until the server has started.
+        with tempfile.TemporaryDirectory(prefix="faults-loopback-") as private:
+            launcher = await asyncio.to_thread(loopback_launcher, binary, private)
+            env = await WorkflowEnvironment.start_time_skipping(
+                plugins=list(plugins), port=port, test_server_existing_path=launcher
+            )
         if time_skipping == "manual":
             switch = env.auto_time_skipping_disabled()
             switch.__enter__()

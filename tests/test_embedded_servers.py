@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from datetime import timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 import faults
 from faults import Fail, ScriptedFault, ScriptedPlan
 from faults._embedded import server_binary
+from faults._loopback import loopback_launcher
 
 from .fault_targets import RETRY, probe
 
@@ -101,15 +103,64 @@ def test_dev_server_listens_on_loopback_only(temporal_dev_env: Any) -> None:
 
 
 @pytest.mark.temporal_env("time-skipping")
-def test_java_test_server_listens_on_every_interface(temporal_env: Any) -> None:
-    """The documented exception: the Java test server has no bind option.
-
-    If this fails, the test server now binds loopback only, and the README's
-    security note (and ``dev-time-skipping`` as its remedy) can go.
-    """
+def test_java_test_server_listens_on_loopback_only(temporal_env: Any) -> None:
+    """The Java test server has no bind option: the preloaded library keeps it on loopback."""
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler here to build the loopback library")
     pids = servers_started_here("temporal-test-server")
     assert pids
-    assert all(listening_addresses(pid) & WILDCARD for pid in pids)
+    for pid in pids:
+        addresses = listening_addresses(pid)
+        assert addresses, f"test server {pid} listens on nothing"
+        assert addresses <= LOOPBACK, f"test server {pid} listens on {sorted(addresses)}"
+
+
+def test_java_test_server_without_the_library_listens_everywhere(
+    temporal_loop: faults.EventLoopThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the library cannot be built the server still starts, with a warning that says so.
+
+    Also shows the library is what keeps the server on loopback.
+    """
+    monkeypatch.setenv("CC", "no-such-compiler")
+
+    async def scenario() -> set[str]:
+        before = set(servers_started_here("temporal-test-server"))
+        env = await faults.start_environment("time-skipping")
+        async with env:
+            (pid,) = set(servers_started_here("temporal-test-server")) - before
+            return listening_addresses(pid)
+
+    with pytest.warns(RuntimeWarning, match="all interfaces: no C compiler 'no-such-compiler'"):
+        addresses = temporal_loop.run(scenario(), timeout=60)
+    assert addresses & WILDCARD, sorted(addresses)
+
+
+@pytest.mark.parametrize(
+    ("compiler", "reason"),
+    [
+        ("no-such-compiler", "no C compiler 'no-such-compiler' on PATH"),
+        ("false", "'false' could not build"),
+    ],
+)
+def test_loopback_launcher_falls_back_with_a_warning(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, compiler: str, reason: str
+) -> None:
+    monkeypatch.setenv("CC", compiler)
+    binary = server_binary("temporal-test-server")
+    with pytest.warns(RuntimeWarning, match=reason):
+        assert loopback_launcher(binary, str(tmp_path)) == binary
+
+
+def test_loopback_launcher_preloads_the_library_and_keeps_ld_preload(tmp_path: Any) -> None:
+    if shutil.which(os.environ.get("CC") or "cc") is None:
+        pytest.skip("no C compiler here to build the loopback library")
+    launcher = loopback_launcher(server_binary("temporal-test-server"), str(tmp_path))
+    assert os.stat(launcher).st_mode & 0o777 == 0o700
+    script = open(launcher).read()
+    assert f"LD_PRELOAD={tmp_path / 'loopback_bind.so'}" in script
+    assert '${LD_PRELOAD:+" $LD_PRELOAD"}' in script
+    assert (tmp_path / "loopback_bind.so").is_file()
 
 
 def test_dev_time_skipping_server_skips_timers_on_loopback_only(

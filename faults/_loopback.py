@@ -1,0 +1,73 @@
+"""Keep the Java test server on the loopback interface.
+
+The time-skipping test server (a native image of Temporal's Java test server)
+binds its gRPC port on every interface and has no option to choose one. On
+Linux, a small library loaded ahead of libc (``LD_PRELOAD``) turns that wildcard
+bind into a loopback bind. The library is built from ``_loopback_bind.c``,
+shipped beside this module, with the machine's C compiler (``$CC``, else
+``cc``), into a private directory (mode 0700, so no other user can swap it)
+that only has to live until the server has started.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+_SOURCE = Path(__file__).with_name("_loopback_bind.c")
+
+
+def _exposed(reason: str) -> None:
+    warnings.warn(
+        f"the Java test server will listen on all interfaces: {reason}; "
+        "install a C compiler (cc) to keep it on 127.0.0.1, or use the "
+        "'dev-time-skipping' environment, which always listens on 127.0.0.1",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def loopback_launcher(binary: str, directory: str) -> str:
+    """A path that starts ``binary`` listening on 127.0.0.1 only, built in ``directory``.
+
+    ``directory`` must be private to this user. Where the library cannot be
+    built (not Linux, no C compiler, a failed compile), warns that the server
+    will listen on all interfaces and returns ``binary`` itself.
+    """
+    if not sys.platform.startswith("linux"):
+        _exposed(f"LD_PRELOAD is Linux-only and this is {sys.platform}")
+        return binary
+    named = os.environ.get("CC") or "cc"
+    compiler = shutil.which(named)
+    if compiler is None:
+        _exposed(f"no C compiler {named!r} on PATH")
+        return binary
+    library = Path(directory, "loopback_bind.so")
+    try:
+        built = subprocess.run(
+            [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(_SOURCE), "-ldl"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        _exposed(f"{named!r} could not build the loopback library ({err})")
+        return binary
+    if built.returncode != 0 or not library.is_file():
+        lines = (built.stderr or built.stdout).strip().splitlines() or ["no output"]
+        _exposed(f"{named!r} could not build the loopback library ({lines[-1]})")
+        return binary
+    launcher = Path(directory, "temporal-test-server")
+    launcher.write_text(
+        "#!/bin/sh\n"
+        f'LD_PRELOAD={shlex.quote(str(library))}${{LD_PRELOAD:+" $LD_PRELOAD"}}\n'
+        "export LD_PRELOAD\n"
+        f'exec {shlex.quote(binary)} "$@"\n'
+    )
+    launcher.chmod(0o700)
+    return str(launcher)
