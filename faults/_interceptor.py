@@ -3,9 +3,10 @@
 * The client interceptor stamps the plan of :func:`injecting` on workflows it
   starts, as a Temporal header.
 * The workflow interceptor copies that header onto every activity, local
-  activity, child workflow and continue-as-new the workflow issues, with a key
-  naming each activity call, so the plan follows its workflow to whichever
-  worker runs the work.
+  activity, child workflow and continue-as-new the workflow issues, so the plan
+  follows its workflow to whichever worker runs the work; each activity call
+  the plan may fault (every call, when the workflow carries no plan) also gets
+  a key naming it.
 * The activity interceptor decides, from the plan and the attempt's identity,
   whether to inject a fault, records it, and makes it happen.
 """
@@ -176,12 +177,31 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         super().__init__(next)
         self._occurrences: dict[str, int] = {}
         self._plan: Payload | None = _NOT_READ
+        self._keyed: dict[str, bool] = {}
 
     def _with_plan(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
         """``headers`` plus the workflow's plan header (read once per workflow run)."""
         if self._plan is _NOT_READ:
             self._plan = temporalio.workflow.info().headers.get(PLAN_HEADER)
         return headers if self._plan is None else {**headers, PLAN_HEADER: self._plan}
+
+    def _with_key(
+        self, headers: Mapping[str, Payload], input: StartActivityInput | StartLocalActivityInput
+    ) -> Mapping[str, Payload]:
+        """``headers`` plus the call's key, unless the workflow's plan cannot fault the activity.
+
+        Without a plan every call is keyed: its worker may apply a default plan.
+        """
+        keyed = self._keyed.get(input.activity)
+        if keyed is None:
+            try:
+                keyed = self._plan is None or plan_from_json(self._plan.data).may_inject(
+                    input.activity
+                )
+            except FaultPlanError:  # the activity's worker reports the bad plan
+                keyed = True
+            self._keyed[input.activity] = keyed
+        return {**headers, KEY_HEADER: key_header(self._key(input))} if keyed else headers
 
     def _key(self, input: StartActivityInput | StartLocalActivityInput) -> str:
         """The call key; repeated identical calls are told apart by their occurrence.
@@ -196,13 +216,13 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         return f"{key}#{n}"
 
     def start_activity(self, input: StartActivityInput) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**self._with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
+        input.headers = self._with_key(self._with_plan(input.headers), input)
         return super().start_activity(input)
 
     def start_local_activity(
         self, input: StartLocalActivityInput
     ) -> temporalio.workflow.ActivityHandle[Any]:
-        input.headers = {**self._with_plan(input.headers), KEY_HEADER: key_header(self._key(input))}
+        input.headers = self._with_key(self._with_plan(input.headers), input)
         return super().start_local_activity(input)
 
     async def start_child_workflow(

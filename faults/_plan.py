@@ -265,6 +265,10 @@ class ScriptedPlan:
                 return entry.fault
         return None
 
+    def may_inject(self, activity: str) -> bool:
+        """Whether some execution of activity type ``activity`` may get a fault."""
+        return any(fnmatchcase(activity, entry.activity) for entry in self.faults)
+
     def patterns(self) -> tuple[str, ...]:
         """The activity patterns this plan names."""
         return tuple(entry.activity for entry in self.faults)
@@ -409,6 +413,13 @@ class RandomPlan:
                 )
                 return rule.choose(u)
         return None
+
+    def may_inject(self, activity: str) -> bool:
+        """Whether some execution of activity type ``activity`` may get a fault."""
+        for rule in self.rules:
+            if fnmatchcase(activity, rule.activity):
+                return any(getattr(rule, name) > 0 for name in rule._PROBABILITIES)
+        return False
 
     def patterns(self) -> tuple[str, ...]:
         """The activity patterns this plan names."""

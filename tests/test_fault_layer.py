@@ -11,7 +11,7 @@ from hypothesis.errors import InvalidArgument
 from temporalio.worker import Worker
 
 import faults
-from faults import Delay, Duplicate, Fail, RandomPlan, ScriptedFault, ScriptedPlan
+from faults import Delay, Duplicate, Fail, FaultRule, RandomPlan, ScriptedFault, ScriptedPlan
 from faults.strategies import fault_kinds, random_plans, scripted_plans
 
 from .fault_targets import (
@@ -22,6 +22,7 @@ from .fault_targets import (
     RemoteProbeWorkflow,
     RepeatWorkflow,
     UpdateProbeWorkflow,
+    heartbeating,
     probe,
 )
 
@@ -214,6 +215,44 @@ def test_plan_follows_continue_as_new_and_child_workflows(fault_harness: Any) ->
     assert parent.result == 2
     [injection] = parent.injections
     assert injection.workflow_id == f"{parent.workflow_id}-child"
+
+
+def scheduled_headers(harness: faults.FaultHarness, workflow_id: str) -> list[set[str]]:
+    """The header names of each activity the workflow scheduled, from its history."""
+    history = harness.loop.run(harness.client.get_workflow_handle(workflow_id).fetch_history())
+    return [
+        set(event.activity_task_scheduled_event_attributes.header.fields)
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+PLAN, KEY = faults.PLAN_HEADER, faults.KEY_HEADER
+
+
+@pytest.mark.parametrize(
+    ("plan", "headers"),
+    [
+        (None, {KEY}),
+        (ScriptedPlan(), {PLAN}),
+        (ScriptedPlan((ScriptedFault("heart*", 1, Fail()),)), {PLAN}),
+        (RandomPlan(seed=3), {PLAN}),
+        # Plans that may fault probe but never do here (attempt 9; no heartbeat timeout).
+        (ScriptedPlan((ScriptedFault("pro*", 9, Fail()),)), {PLAN, KEY}),
+        (RandomPlan(seed=3, rules=(FaultRule("probe", heartbeat_loss=0.5),)), {PLAN, KEY}),
+    ],
+    ids=["no-plan", "empty", "other-activity", "no-rules", "scripted-probe", "random-probe"],
+)
+def test_calls_the_plan_cannot_fault_carry_no_key(
+    fault_harness: Any, plan: faults.FaultPlan | None, headers: set[str]
+) -> None:
+    """Only calls the plan may fault are keyed; without a plan every call is (a worker default
+    plan may apply). The plan header always follows, so an empty plan still overrides a default.
+    """
+    harness = fault_harness(workflows=[ProbeWorkflow], activities=[probe, heartbeating])
+    outcome = harness.run(ProbeWorkflow.run, "x", plan=plan)
+    assert outcome.result == 1 and not outcome.injections
+    assert scheduled_headers(harness, outcome.workflow_id) == [headers]
 
 
 def test_identical_calls_get_distinct_keys(

@@ -134,3 +134,21 @@ def test_first_matching_rule_wins() -> None:
     plan = RandomPlan(seed=1, rules=(FaultRule("pay*", fail=1.0), FaultRule("*", duplicate=1.0)))
     assert plan.decide(ActivityCall("w", "pay", "k", 1)) == Fail()
     assert plan.decide(ActivityCall("w", "ship", "k", 1)) == Duplicate()
+
+
+def test_may_inject_says_which_activity_types_a_plan_can_fault() -> None:
+    assert not ScriptedPlan().may_inject("pay")
+    scripted = ScriptedPlan((ScriptedFault("pay*", 2, Fail()),))
+    assert scripted.may_inject("payment") and not scripted.may_inject("ship")
+    rules = (FaultRule("pay*"), FaultRule("ship", heartbeat_loss=0.1), FaultRule("*", fail=0.5))
+    random = RandomPlan(seed=1, rules=rules)
+    # The first matching rule decides: "pay*" has no probability, so "pay" is never faulted.
+    assert not random.may_inject("pay")
+    assert random.may_inject("ship") and random.may_inject("cancel")
+    assert not RandomPlan(seed=1).may_inject("pay")
+    # may_inject is never False where decide() could give a fault.
+    for plan in (scripted, random):
+        for activity in ("pay", "payment", "ship", "cancel"):
+            if not plan.may_inject(activity):
+                calls = [ActivityCall("w", activity, f"k{i}", 1 + i % 3) for i in range(300)]
+                assert all(plan.decide(call) is None for call in calls)
