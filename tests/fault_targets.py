@@ -97,10 +97,16 @@ class HeartbeatWorkflow:
 
 @workflow.defn
 class FanWorkflow:
-    """Runs ``probe`` on ``count`` items, ``concurrency`` at a time, optionally last first."""
+    """Runs ``probe`` on ``count`` items, ``concurrency`` at a time, optionally last first.
+
+    ``timeout`` is each call's start-to-close timeout in seconds: a worker that takes a
+    thousand calls at once may start some bodies seconds after it took them.
+    """
 
     @workflow.run
-    async def run(self, count: int, concurrency: int, reverse: bool = False) -> list[int]:
+    async def run(
+        self, count: int, concurrency: int, reverse: bool = False, timeout: float = 5.0
+    ) -> list[int]:
         gate = asyncio.Semaphore(concurrency)
         order = range(count - 1, -1, -1) if reverse else range(count)
 
@@ -109,7 +115,7 @@ class FanWorkflow:
                 return await workflow.execute_activity(
                     probe,
                     f"item-{i}",
-                    start_to_close_timeout=timedelta(seconds=5),
+                    start_to_close_timeout=timedelta(seconds=timeout),
                     retry_policy=RETRY,
                 )
 
