@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -34,66 +34,48 @@ RUNS = 60
 
 
 @pytest.fixture(scope="module")
-def fan_workers(
+def fan_out(
     temporal_loop: faults.EventLoopThread, temporal_dev_env: Any, fault_log: faults.FaultLog
-) -> Iterator[dict[str, tuple[Client, str]]]:
-    """Three clients of their own, each with a worker on the dev server, built alike.
+) -> Callable[[str], tuple[float, float]]:
+    """``fan_out(arm)`` runs one 1,000-activity fan-out on a client and worker built for it alone.
 
-    ``"layer"`` has the fault plugin on its client (and so on its worker);
-    ``"bare"`` and its twin ``"bare-twin"`` have no fault layer at all: the
-    twins' difference is the noise floor the layer's overhead is read against.
+    ``"layer"`` has the fault plugin on its client (and so on its worker) and runs under an
+    empty plan; ``"bare"`` and its twin ``"bare-twin"`` have no fault layer at all: the
+    twins' difference is the noise floor the layer's overhead is read against. Every
+    fan-out gets a fresh client, worker and task queue, so nothing particular to one
+    connection or queue sticks to an arm. Returns the fan-out's wall-clock seconds and this
+    process's CPU seconds (every thread: clients, workers and the SDK's core), a steadier
+    view of the layer's own cost than the wall clock, which also carries the server's noise.
     """
     target = temporal_dev_env.client.service_client.config.target_host
-    workers: list[Worker] = []
+    plugins = {"bare": [], "bare-twin": [], "layer": [faults.FaultPlugin(log=fault_log)]}
+    plan = faults.ScriptedPlan()
 
-    async def start(plugins: list[Any]) -> tuple[Client, str]:
+    async def once(arm: str) -> tuple[float, float]:
         client = await Client.connect(
-            target, namespace=temporal_dev_env.client.namespace, plugins=plugins
+            target, namespace=temporal_dev_env.client.namespace, plugins=plugins[arm]
         )
         queue = faults.unique_id("fan")
-        worker = Worker(
+        async with Worker(
             client,
             task_queue=queue,
             workflows=[FanWorkflow],
             activities=[probe],
             max_concurrent_activities=FAN_OUT,
-        )
-        await worker.__aenter__()
-        workers.append(worker)
-        return client, queue
-
-    yield {
-        "bare": temporal_loop.run(start([])),
-        "bare-twin": temporal_loop.run(start([])),
-        "layer": temporal_loop.run(start([faults.FaultPlugin(log=fault_log)])),
-    }
-    for worker in workers:
-        temporal_loop.run(worker.__aexit__(None, None, None))
-
-
-def fan_out(
-    loop: faults.EventLoopThread, client: Client, queue: str, plan: Any
-) -> tuple[float, float]:
-    """One 1,000-activity fan-out; returns its wall-clock seconds and this process's CPU seconds.
-
-    The CPU time covers every thread of the process (both workers, both clients and the
-    SDK's core): a steadier view of the layer's own cost than the wall clock, which also
-    carries the server's and the machine's noise.
-    """
-
-    async def once() -> tuple[float, float]:
-        started, cpu = time.perf_counter(), time.process_time()
-        with faults.injecting(plan):
-            result = await client.execute_workflow(
-                FanWorkflow.run,
-                args=[FAN_OUT, FAN_OUT, False, 60.0],
-                id=faults.unique_id("fan"),
-                task_queue=queue,
-            )
+        ):
+            started, cpu = time.perf_counter(), time.process_time()
+            with faults.injecting(plan if arm == "layer" else None):
+                result = await client.execute_workflow(
+                    FanWorkflow.run,
+                    args=[FAN_OUT, FAN_OUT, False, 60.0],
+                    id=faults.unique_id("fan"),
+                    task_queue=queue,
+                )
+            timings = time.perf_counter() - started, time.process_time() - cpu
         assert result == [1] * FAN_OUT
-        return time.perf_counter() - started, time.process_time() - cpu
+        return timings
 
-    return loop.run(once(), timeout=600)
+    return lambda arm: temporal_loop.run(once(arm), timeout=600)
 
 
 ARMS = ("bare", "bare-twin", "layer")
@@ -102,29 +84,21 @@ ORDERS = list(itertools.permutations(ARMS))
 
 @pytest.mark.benchmark(group="fault-layer-overhead")
 def test_fault_layer_overhead_on_a_thousand_activity_fanout(
-    benchmark: Any,
-    temporal_loop: faults.EventLoopThread,
-    fan_workers: dict[str, tuple[Client, str]],
-    throughput: Any,
+    benchmark: Any, fan_out: Callable[[str], tuple[float, float]], throughput: Any
 ) -> None:
     """The same fan-out without the layer (twice) and with it (empty plan), in rounds.
 
-    Each round runs all three workers, in an order that cycles through every
+    Each round runs all three arms, in an order that cycles through every
     permutation, so the server's drift over the session, the machine's noise
     and any advantage of going first fall on all alike; the benchmark's own
     timing is of the round. The overhead is the median over rounds of the
-    layer's time over the mean of the two bare workers' times; the median of
+    layer's time over the mean of the two bare arms' times; the median of
     the twins' ratio (bare-twin / bare) is the noise floor such a figure has.
     """
-    plan = faults.ScriptedPlan()
     rounds: list[dict[str, tuple[float, float]]] = []
 
     def one_round() -> None:
-        timings = {}
-        for arm in ORDERS[len(rounds) % len(ORDERS)]:
-            client, queue = fan_workers[arm]
-            timings[arm] = fan_out(temporal_loop, client, queue, plan if arm == "layer" else None)
-        rounds.append(timings)
+        rounds.append({arm: fan_out(arm) for arm in ORDERS[len(rounds) % len(ORDERS)]})
 
     benchmark.pedantic(one_round, rounds=OVERHEAD_ROUNDS, warmup_rounds=1)
     measured = rounds[1:]  # the first was the warm-up round
