@@ -43,14 +43,16 @@ def loopback_launcher(binary: str, directory: str) -> str:
         _exposed(f"LD_PRELOAD is Linux-only and this is {sys.platform}")
         return binary
     named = os.environ.get("CC") or "cc"
-    compiler = shutil.which(named)
+    command = shlex.split(named)  # $CC may carry flags or a wrapper: "ccache gcc"
+    compiler = shutil.which(command[0]) if command else None
     if compiler is None:
         _exposed(f"no C compiler {named!r} on PATH")
         return binary
     library = Path(directory, "loopback_bind.so")
     try:
         built = subprocess.run(
-            [compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(_SOURCE), "-ldl"],
+            [compiler, *command[1:], "-shared", "-fPIC", "-O2", "-o", str(library)]
+            + [str(_SOURCE), "-ldl"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -152,9 +152,16 @@ def test_loopback_launcher_falls_back_with_a_warning(
         assert loopback_launcher(binary, str(tmp_path)) == binary
 
 
-def test_loopback_launcher_preloads_the_library_and_keeps_ld_preload(tmp_path: Any) -> None:
-    if shutil.which(os.environ.get("CC") or "cc") is None:
+@pytest.mark.parametrize("cc", [None, "cc -O0"], ids=["default", "cc-with-flags"])
+def test_loopback_launcher_preloads_the_library_and_keeps_ld_preload(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, cc: str | None
+) -> None:
+    if shutil.which("cc") is None:
         pytest.skip("no C compiler here to build the loopback library")
+    if cc is None:
+        monkeypatch.delenv("CC", raising=False)
+    else:
+        monkeypatch.setenv("CC", cc)
     launcher = loopback_launcher(server_binary("temporal-test-server"), str(tmp_path))
     assert os.stat(launcher).st_mode & 0o777 == 0o700
     script = open(launcher).read()
