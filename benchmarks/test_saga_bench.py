@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 import faults
+from faults.pytest_plugin import ACTIVITY_THREADS
 from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
@@ -38,7 +39,7 @@ def harness(dev_fault_harness: Any, services: OrderServices) -> faults.FaultHarn
     return dev_fault_harness(
         workflows=[OrderSaga],
         activities=OrderActivities(services).activities(),
-        max_concurrent_activities=200,
+        max_concurrent_activities=ACTIVITY_THREADS,  # the activities are synchronous
     )
 
 

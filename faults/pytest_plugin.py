@@ -182,6 +182,15 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
     return temporal_env.client
 
 
+ACTIVITY_THREADS = 64
+"""Threads the plugin's workers share for synchronous activities.
+
+A worker that runs more synchronous activities at once than this queues the rest on
+the threads, with their start-to-close timeouts running: give such workers
+``max_concurrent_activities`` of at most this.
+"""
+
+
 class _WorkerPool:
     """Workers on one client, one per distinct registration, stopped at session end."""
 
@@ -191,7 +200,7 @@ class _WorkerPool:
         self.loop = loop
         self.client = client
         self.log = log
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=64)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS)
         self.workers: dict[tuple[Any, ...], tuple[Any, str]] = {}
         self.harnesses: dict[tuple[Any, ...], FaultHarness] = {}
 
