@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -108,6 +109,16 @@ _PLAIN_KEY = re.compile(r"[ !#-\[\]-~]*")
 """Printable ASCII without ``"`` or ``\\``: a key JSON writes as itself in quotes."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _decode_plan(data: bytes) -> FaultPlan:
+    """The plan a plan header's data carries, decoded once for every reader of that header.
+
+    Workflows started under one plan share its header, and the workflow and activity
+    sides both read it. Plans are frozen, so one decoded plan serves them all.
+    """
+    return plan_from_json(data)
+
+
 # --------------------------------------------------------------------------- client side
 
 
@@ -179,11 +190,16 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         self._plan: Payload | None = _NOT_READ
         self._keyed: dict[str, bool] = {}
 
-    def _with_plan(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
-        """``headers`` plus the workflow's plan header (read once per workflow run)."""
+    def _plan_header(self) -> Payload | None:
+        """The workflow's plan header (read once per workflow run), or ``None``."""
         if self._plan is _NOT_READ:
             self._plan = temporalio.workflow.info().headers.get(PLAN_HEADER)
-        return headers if self._plan is None else {**headers, PLAN_HEADER: self._plan}
+        return self._plan
+
+    def _with_plan(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
+        """``headers`` plus the workflow's plan header, if it carries one."""
+        plan = self._plan_header()
+        return headers if plan is None else {**headers, PLAN_HEADER: plan}
 
     def _with_key(
         self, headers: Mapping[str, Payload], input: StartActivityInput | StartLocalActivityInput
@@ -194,10 +210,9 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         """
         keyed = self._keyed.get(input.activity)
         if keyed is None:
+            plan = self._plan_header()
             try:
-                keyed = self._plan is None or plan_from_json(self._plan.data).may_inject(
-                    input.activity
-                )
+                keyed = plan is None or _decode_plan(plan.data).may_inject(input.activity)
             except FaultPlanError:  # the activity's worker reports the bad plan
                 keyed = True
             self._keyed[input.activity] = keyed
@@ -246,7 +261,7 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
         header = temporalio.workflow.info().headers.get(PLAN_HEADER)
         if header is not None and self.activity_names is not None:
             try:
-                check_plan_against(plan_from_json(header.data), self.activity_names)
+                check_plan_against(_decode_plan(header.data), self.activity_names)
             except FaultPlanError as err:
                 raise ApplicationError(
                     str(err), type="FaultPlanError", non_retryable=True
@@ -361,7 +376,6 @@ class FaultWorkerInterceptor(Interceptor):
         self.log = log
         self.plan = plan
         self.activity_names = activity_names
-        self._decoded: dict[bytes, FaultPlan] = {}
         inbound = type(
             "FaultWorkflowInbound", (_WorkflowInbound,), {"activity_names": activity_names}
         )
@@ -370,14 +384,7 @@ class FaultWorkerInterceptor(Interceptor):
     def plan_for(self, headers: Mapping[str, Payload]) -> FaultPlan | None:
         """The plan that governs an activity with these headers."""
         header = headers.get(PLAN_HEADER)
-        if header is None:
-            return self.plan
-        plan = self._decoded.get(header.data)
-        if plan is None:
-            if len(self._decoded) > 1024:
-                self._decoded.clear()
-            plan = self._decoded[header.data] = plan_from_json(header.data)
-        return plan
+        return self.plan if header is None else _decode_plan(header.data)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         """See base class."""
