@@ -53,7 +53,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("FAULTS_TEMPORAL_ENV", "time-skipping"),
         help="Temporal to test against: the embedded time-skipping test server (default), "
         "the embedded dev server, the dev server with per-workflow time skipping "
-        "(loopback only, unlike the test server), or an external cluster from the Temporal "
+        "(loopback only, even without a C compiler), or an external cluster from the Temporal "
         "environment configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS, API key).",
     )
     group.addoption(
