@@ -32,6 +32,16 @@ def _exposed(reason: str) -> None:
     )
 
 
+def c_compiler() -> list[str] | None:
+    """The command that runs this machine's C compiler (``$CC``, else ``cc``), or ``None``.
+
+    ``$CC`` may carry flags or a wrapper (``ccache gcc``): it is split as a shell would.
+    """
+    command = shlex.split(os.environ.get("CC") or "cc")
+    found = shutil.which(command[0]) if command else None
+    return None if found is None else [found, *command[1:]]
+
+
 def loopback_launcher(binary: str, directory: str) -> str:
     """A path that starts ``binary`` listening on 127.0.0.1 only, built in ``directory``.
 
@@ -43,16 +53,14 @@ def loopback_launcher(binary: str, directory: str) -> str:
         _exposed(f"LD_PRELOAD is Linux-only and this is {sys.platform}")
         return binary
     named = os.environ.get("CC") or "cc"
-    command = shlex.split(named)  # $CC may carry flags or a wrapper: "ccache gcc"
-    compiler = shutil.which(command[0]) if command else None
+    compiler = c_compiler()
     if compiler is None:
         _exposed(f"no C compiler {named!r} on PATH")
         return binary
     library = Path(directory, "loopback_bind.so")
     try:
         built = subprocess.run(
-            [compiler, *command[1:], "-shared", "-fPIC", "-O2", "-o", str(library)]
-            + [str(_SOURCE), "-ldl"],
+            [*compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(_SOURCE), "-ldl"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 import faults
 from faults import Fail, ScriptedFault, ScriptedPlan
 from faults._embedded import server_binary
-from faults._loopback import loopback_launcher
+from faults._loopback import c_compiler, loopback_launcher
 
 from .fault_targets import RETRY, probe
 
@@ -105,7 +104,7 @@ def test_dev_server_listens_on_loopback_only(temporal_dev_env: Any) -> None:
 @pytest.mark.temporal_env("time-skipping")
 def test_java_test_server_listens_on_loopback_only(temporal_env: Any) -> None:
     """The Java test server has no bind option: the preloaded library keeps it on loopback."""
-    if shutil.which(os.environ.get("CC") or "cc") is None:
+    if c_compiler() is None:
         pytest.skip("no C compiler here to build the loopback library")
     pids = servers_started_here("temporal-test-server")
     assert pids
@@ -156,12 +155,12 @@ def test_loopback_launcher_falls_back_with_a_warning(
 def test_loopback_launcher_preloads_the_library_and_keeps_ld_preload(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, cc: str | None
 ) -> None:
-    if shutil.which("cc") is None:
-        pytest.skip("no C compiler here to build the loopback library")
     if cc is None:
         monkeypatch.delenv("CC", raising=False)
     else:
         monkeypatch.setenv("CC", cc)
+    if c_compiler() is None:
+        pytest.skip("no C compiler here to build the loopback library")
     launcher = loopback_launcher(server_binary("temporal-test-server"), str(tmp_path))
     assert os.stat(launcher).st_mode & 0o777 == 0o700
     script = open(launcher).read()
