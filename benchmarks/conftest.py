@@ -53,6 +53,17 @@ class Throughput:
         return value
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--overhead-rounds``."""
+    parser.getgroup("benchmark").addoption(
+        "--overhead-rounds",
+        type=int,
+        default=12,
+        help="paired rounds of the fault-layer overhead benchmark (default 12, ~2 minutes); "
+        "more rounds narrow its interval (60 take ~9 minutes).",
+    )
+
+
 @pytest.fixture(scope="session")
 def throughput(request: pytest.FixtureRequest) -> Iterator[Throughput]:
     """The session's :class:`Throughput` registry."""

@@ -16,7 +16,10 @@ any project that installs ``workflow-resilience`` gets these fixtures:
 * ``temporal_dev_env`` / ``dev_fault_harness``: a full dev server, for the few
   tests that read what the time-skipping server does not record;
 * ``temporal_manual_clock_env`` / ``manual_clock_fault_harness``: a second
-  time-skipping server whose clock moves only through ``env.sleep()``.
+  time-skipping server whose clock moves only through ``env.sleep()``;
+* ``fresh_server_fault_harness``: like ``fault_harness``, on a time-skipping
+  server started for the one test, for measurements that must not depend on
+  what the session ran before them.
 
 On the session's time-skipping server overlapping result waits share one
 unlock of its clock (see :data:`faults.TimeSkipping`): any number may run at once.
@@ -324,6 +327,29 @@ def fault_harness(_faults_pool: _WorkerPool) -> HarnessFactory:
     Every run's history is replayed against the registered workflow classes.
     """
     return _faults_pool.harness
+
+
+@pytest.fixture
+def fresh_server_fault_harness(
+    temporal_loop: EventLoopThread, fault_log: FaultLog
+) -> Iterator[HarnessFactory]:
+    """Like ``fault_harness``, on a time-skipping server started for this test alone.
+
+    The Java test server slows as it serves runs: it records every lock and
+    unlock of its clock (each activity and workflow task takes one) in a list it
+    never trims, and walks that list each time a timer fires. A rate measured
+    on the session's server therefore depends on how many runs came before it;
+    one measured here does not. Costs a server start (~0.1 s) per test.
+    """
+    env = _start_env(temporal_loop, "time-skipping", fault_log, None)
+    pool = _WorkerPool(temporal_loop, env.client, fault_log)
+    try:
+        yield pool.harness
+    finally:
+        try:
+            pool.close()
+        finally:
+            temporal_loop.run(env.shutdown(), timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from faults import Fail, ScriptedFault, ScriptedPlan
 from faults._embedded import server_binary
 from faults._loopback import c_compiler, loopback_launcher
 
-from .fault_targets import RETRY, probe
+from .fault_targets import RETRY, ProbeWorkflow, body_runs, probe
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/proc/net/tcp"), reason="reads listening sockets from Linux's /proc"
@@ -112,6 +112,22 @@ def test_java_test_server_listens_on_loopback_only(temporal_env: Any) -> None:
         addresses = listening_addresses(pid)
         assert addresses, f"test server {pid} listens on nothing"
         assert addresses <= LOOPBACK, f"test server {pid} listens on {sorted(addresses)}"
+
+
+@pytest.mark.temporal_env("time-skipping")
+def test_fresh_server_fault_harness_runs_on_a_test_server_of_its_own(
+    fresh_server_fault_harness: Any, temporal_env: Any
+) -> None:
+    """The fixture's server is not the session's, and a plan's fault goes through it."""
+    harness = fresh_server_fault_harness(workflows=[ProbeWorkflow], activities=[probe])
+    own = harness.client.service_client.config.target_host
+    assert own != temporal_env.client.service_client.config.target_host
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
+    outcome = harness.run(ProbeWorkflow.run, "fresh", plan=plan)
+    assert outcome.succeeded and outcome.result == 2  # the injected failure, then a retry
+    assert [i.kind for i in outcome.injections] == ["fail"]
+    assert body_runs(outcome.workflow_id, "probe") == 1
+    assert len(servers_started_here("temporal-test-server")) >= 2  # the session's and this one
 
 
 def test_java_test_server_without_the_library_listens_everywhere(
