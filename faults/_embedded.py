@@ -198,7 +198,10 @@ async def start_environment(
       activity runs, as ``time_skipping`` says (while results are awaited by default).
       It has no bind option; on Linux with a C compiler it is started with a
       small preloaded library that keeps it on 127.0.0.1 (elsewhere it listens
-      on all interfaces, with a warning).
+      on all interfaces, with a warning). It slows with every run it serves (it
+      never trims its record of its clock's locks, and walks it as each timer
+      fires): a soak of many thousand runs goes faster on a fresh server per
+      few thousand runs.
     * ``dev``: the Temporal CLI dev server on 127.0.0.1, with the Web UI if
       ``ui`` and persistence in ``database_file`` if given.
     * ``dev-time-skipping``: the same dev server with per-workflow time skipping
