@@ -342,14 +342,11 @@ def fresh_server_fault_harness(
     one measured here does not. Costs a server start (~0.1 s) per test.
     """
     env = _start_env(temporal_loop, "time-skipping", fault_log, None)
-    pool = _WorkerPool(temporal_loop, env.client, fault_log)
     try:
-        yield pool.harness
+        for pool in _pool(temporal_loop, env, fault_log):  # closes the pool after the test
+            yield pool.harness
     finally:
-        try:
-            pool.close()
-        finally:
-            temporal_loop.run(env.shutdown(), timeout=60)
+        temporal_loop.run(env.shutdown(), timeout=60)
 
 
 @pytest.fixture(scope="session")
