@@ -301,11 +301,15 @@ class _ActivityInbound(ActivityInboundInterceptor):
         super().init(self._outbound)
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
-        plan = self._owner.plan_for(input.headers)
+        headers = input.headers
+        key = headers.get(KEY_HEADER)
+        if key is None and PLAN_HEADER in headers:
+            # The workflow's side leaves the key off the calls its plan cannot fault.
+            return await self.next.execute_activity(input)
+        plan = self._owner.plan_for(headers)
         if plan is None:
             return await self.next.execute_activity(input)
         info = temporalio.activity.info()
-        key = input.headers.get(KEY_HEADER)
         call = ActivityCall(
             workflow_id=info.workflow_id or "",
             activity=info.activity_type,

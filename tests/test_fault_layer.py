@@ -146,9 +146,19 @@ def test_worker_default_plan_is_validated_when_the_worker_is_built(temporal_clie
         )
 
 
-def test_worker_default_plan_applies_to_workflows_without_a_plan(
-    temporal_loop: faults.EventLoopThread, temporal_client: Any
+@pytest.mark.parametrize(
+    ("own_plan", "result", "kinds"),
+    [(None, 2, ["fail"]), (ScriptedPlan(), 1, [])],
+    ids=["workflow-without-a-plan", "workflow-with-an-empty-plan"],
+)
+def test_worker_default_plan_applies_only_to_workflows_without_a_plan(
+    temporal_loop: faults.EventLoopThread,
+    temporal_client: Any,
+    own_plan: ScriptedPlan | None,
+    result: int,
+    kinds: list[str],
 ) -> None:
+    """A workflow's own plan, even an empty one, overrides the worker's default plan."""
     log = faults.FaultLog()
     queue = faults.unique_id("default-plan")
     plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
@@ -161,12 +171,13 @@ def test_worker_default_plan_applies_to_workflows_without_a_plan(
             activities=[probe],
             plugins=[faults.FaultPlugin(plan, log=log)],
         ):
-            return await temporal_client.execute_workflow(
-                ProbeWorkflow.run, "x", id=faults.unique_id("default"), task_queue=queue
-            )
+            with faults.injecting(own_plan):
+                return await temporal_client.execute_workflow(
+                    ProbeWorkflow.run, "x", id=faults.unique_id("default"), task_queue=queue
+                )
 
-    assert temporal_loop.run(scenario()) == 2
-    assert [i.kind for i in log] == ["fail"]
+    assert temporal_loop.run(scenario()) == result
+    assert [i.kind for i in log] == kinds
 
 
 def test_log_file_collects_injections_for_other_processes(tmp_path: Any) -> None:
