@@ -3,7 +3,7 @@
 * Overhead: a naive 1,000-activity ``asyncio.gather`` fan-out on the embedded dev
   server, with the fault layer carrying an empty plan, against the same fan-out
   on a worker and client without the layer, in paired rounds (target: at most
-  3 % slower), with a 95 % interval on the mean ratio.
+  3 % slower), with a 95 % interval on the median block ratio.
 * Simulation throughput: workflow runs per second of a three-activity workflow
   with its invariant check, on the time-skipping server: the bare client
   (baseline), the harness (plan, replay of the history, injections, check), the
