@@ -53,6 +53,7 @@ from ._plan import (
     plan_to_json,
 )
 from ._plugin import FaultPlugin, activity_names, default_log
+from ._signals import until_interrupted
 
 __all__ = [
     "ENVIRONMENT_KINDS",
@@ -96,4 +97,5 @@ __all__ = [
     "server_binary",
     "start_environment",
     "unique_id",
+    "until_interrupted",
 ]

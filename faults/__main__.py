@@ -5,8 +5,9 @@
 
 ``--setup`` names a function returning ``{"workflows": [...], "activities": [...]}``
 (it may read its own configuration from the environment). The process runs
-until it is stopped or killed; a test can SIGKILL it at any point and start
-another. Injections are appended to ``--log`` as JSON lines.
+until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down and
+exits with status 0, and a test can SIGKILL it at any point and start another.
+Injections are appended to ``--log`` as JSON lines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +27,7 @@ from ._embedded import connect
 from ._log import FaultLog
 from ._plan import FaultPlanError, plan_from_json
 from ._plugin import FaultPlugin
+from ._signals import until_interrupted
 
 
 def _load(spec: str) -> Callable[[], dict[str, Any]]:
@@ -47,8 +50,16 @@ async def _serve(args: argparse.Namespace) -> None:
         activities=list(registration.get("activities", ())),
         **registration.get("options", {}),
     )
+    stop = asyncio.create_task(until_interrupted((signal.SIGINT, signal.SIGTERM)))
+    await asyncio.sleep(0)  # the stop task installs its signal handlers before "ready"
     print(f"worker ready on {args.task_queue}", flush=True)
-    await worker.run()
+    run = asyncio.create_task(worker.run())
+    await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.done():
+        await worker.shutdown()  # activities still running are cancelled
+    else:
+        stop.cancel()
+    await run  # a worker that failed raises here
 
 
 def main(argv: Sequence[str] | None = None) -> int:

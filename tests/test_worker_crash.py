@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import faults
 from patterns.fanout import BatchConfig, BatchRequest, FanOutBatchWorkflow
 from patterns.fanout._demo import check_batch
@@ -58,6 +60,19 @@ def spawn_worker(address: str, task_queue: str, saga_db: Path) -> subprocess.Pop
     line = process.stdout.readline()  # blocks until the worker is registered (or died)
     assert "worker ready" in line, f"worker did not start: {line!r}"
     return process
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_worker_process_shuts_down_on_ctrl_c_or_sigterm(
+    temporal_client: Any, tmp_path: Path, stop: signal.Signals
+) -> None:
+    address = temporal_client.service_client.config.target_host
+    process = spawn_worker(address, faults.unique_id("stop"), tmp_path / "saga.sqlite")
+    process.send_signal(stop)
+    try:
+        assert process.wait(30) == 0, f"{stop.name} should shut the worker down cleanly"
+    finally:
+        process.kill()
 
 
 def test_workflows_complete_through_twenty_worker_kills(
