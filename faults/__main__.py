@@ -5,9 +5,9 @@
 
 ``--setup`` names a function returning ``{"workflows": [...], "activities": [...]}``
 (it may read its own configuration from the environment). The process runs
-until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down and
-exits with status 0, and a test can SIGKILL it at any point and start another.
-Injections are appended to ``--log`` as JSON lines.
+until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down
+(``Worker.shutdown()``) and exits with status 0, and a test can SIGKILL it at
+any point and start another. Injections are appended to ``--log`` as JSON lines.
 """
 
 from __future__ import annotations
@@ -52,11 +52,14 @@ async def _serve(args: argparse.Namespace) -> None:
     )
     stop = asyncio.create_task(until_interrupted((signal.SIGINT, signal.SIGTERM)))
     await asyncio.sleep(0)  # the stop task installs its signal handlers before "ready"
+    if stop.done():
+        stop.result()  # the handlers could not be installed: say why
     print(f"worker ready on {args.task_queue}", flush=True)
     run = asyncio.create_task(worker.run())
     await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
     if stop.done():
-        await worker.shutdown()  # activities still running are cancelled
+        stop.result()
+        await worker.shutdown()
     else:
         stop.cancel()
     await run  # a worker that failed raises here

@@ -94,9 +94,11 @@ async def main():
     # The signal goes to a thread other than the main one, as the kernel may hand a
     # process's signal to one of the SDK's runtime threads.
     sig = getattr(signal, sys.argv[1])
+    before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     threading.Timer(0.3, lambda: signal.pthread_kill(threading.get_ident(), sig)).start()
-    received = await faults.until_interrupted((signal.SIGINT, signal.SIGTERM))
-    print(received.name)
+    received = await faults.until_interrupted((signal.SIGINT, int(signal.SIGTERM)))
+    after = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
+    print(received.name, "handlers restored" if after == before else f"{before} -> {after}")
 
 asyncio.run(main())
 """
@@ -105,8 +107,9 @@ asyncio.run(main())
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_until_interrupted_wakes_on_a_signal_taken_by_another_thread(sig: str) -> None:
     """Under ``asyncio.run``'s own SIGINT handler, a Ctrl-C taken by another thread left an
-    idle loop asleep (the ``--ui`` demonstration once never stopped)."""
+    idle loop asleep (the ``--ui`` demonstration once never stopped). Afterwards the
+    signals' handlers (``asyncio.run``'s among them) are back."""
     result = subprocess.run(
         [sys.executable, "-c", WAIT_SCRIPT, sig], capture_output=True, text=True, timeout=30
     )
-    assert (result.returncode, result.stdout) == (0, f"{sig}\n"), result.stderr
+    assert (result.returncode, result.stdout) == (0, f"{sig} handlers restored\n"), result.stderr

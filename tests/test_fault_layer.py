@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import find, given
 from hypothesis.errors import InvalidArgument
-from temporalio.worker import Worker
+from temporalio.api.common.v1 import Payload
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ActivityOutboundInterceptor,
+    ExecuteActivityInput,
+    Worker,
+)
 
 import faults
 from faults import Delay, Duplicate, Fail, FaultRule, RandomPlan, ScriptedFault, ScriptedPlan
@@ -264,6 +270,41 @@ def test_calls_the_plan_cannot_fault_carry_no_key(
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan)
     assert outcome.result == 1 and not outcome.injections
     assert scheduled_headers(harness, outcome.workflow_id) == [headers]
+
+
+class _Body(ActivityInboundInterceptor):
+    """The end of an activity chain: records the call instead of running an activity."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def init(self, outbound: ActivityOutboundInterceptor) -> None:
+        pass
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        self.calls += 1
+        return 1
+
+
+def test_a_call_with_the_plan_but_no_key_goes_straight_to_its_body() -> None:
+    """The workflow's side keys only the calls its plan may fault, so a call carrying the
+    plan header and no key runs untouched: no decision, no injection, not even its info read
+    (there is no activity context here). Keyed, the same call is decided, which needs one."""
+    plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))  # faults probe, if asked
+    header = Payload(metadata={"encoding": b"json/plain"}, data=faults.plan_to_json(plan).encode())
+    key = Payload(metadata={"encoding": b"json/plain"}, data=b'"probe:k#1"')
+    log = faults.FaultLog()
+    for headers in ({PLAN: header}, {PLAN: header, KEY: key}):
+        body = _Body()
+        chain = faults.FaultWorkerInterceptor(log).intercept_activity(body)
+        chain.init(ActivityOutboundInterceptor(cast(ActivityOutboundInterceptor, None)))
+        call = chain.execute_activity(ExecuteActivityInput(probe, [], None, headers))
+        if KEY in headers:
+            with pytest.raises(RuntimeError, match="Not in activity context"):
+                asyncio.run(call)
+        else:
+            assert asyncio.run(call) == 1 and body.calls == 1
+    assert not list(log)
 
 
 def test_identical_calls_get_distinct_keys(
