@@ -8,7 +8,6 @@ from typing import Any, cast
 import pytest
 from hypothesis import find, given
 from hypothesis.errors import InvalidArgument
-from temporalio.api.common.v1 import Payload
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ActivityOutboundInterceptor,
@@ -18,6 +17,7 @@ from temporalio.worker import (
 
 import faults
 from faults import Delay, Duplicate, Fail, FaultRule, RandomPlan, ScriptedFault, ScriptedPlan
+from faults._interceptor import key_header, plan_header
 from faults.strategies import fault_kinds, random_plans, scripted_plans
 
 from .fault_targets import (
@@ -291,8 +291,7 @@ def test_a_call_with_the_plan_but_no_key_goes_straight_to_its_body() -> None:
     plan header and no key runs untouched: no decision, no injection, not even its info read
     (there is no activity context here). Keyed, the same call is decided, which needs one."""
     plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))  # faults probe, if asked
-    header = Payload(metadata={"encoding": b"json/plain"}, data=faults.plan_to_json(plan).encode())
-    key = Payload(metadata={"encoding": b"json/plain"}, data=b'"probe:k#1"')
+    header, key = plan_header(plan), key_header("probe:k#1")
     log = faults.FaultLog()
     for headers in ({PLAN: header}, {PLAN: header, KEY: key}):
         body = _Body()
