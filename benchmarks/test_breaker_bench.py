@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import faults
+import faults.testing
 from patterns.breaker import (
     BREAKER_ACTIVITIES,
     BreakerClient,
@@ -37,7 +38,7 @@ CONFIG = BreakerConfig(window_size=20, minimum_calls=20, open_seconds=3600)
 @pytest.fixture(scope="module")
 def harness(
     dev_fault_harness: Any, tmp_path_factory: pytest.TempPathFactory
-) -> faults.FaultHarness:
+) -> faults.testing.FaultHarness:
     downstream = Downstream(Path(tmp_path_factory.mktemp("breaker-bench")) / "downstream.sqlite")
     return dev_fault_harness(
         workflows=[CircuitBreakerEntity, GuardedCallWorkflow, DirectCallWorkflow],
@@ -46,9 +47,9 @@ def harness(
 
 
 @pytest.fixture(scope="module")
-def breaker(harness: faults.FaultHarness) -> Iterator[BreakerClient]:
+def breaker(harness: faults.testing.FaultHarness) -> Iterator[BreakerClient]:
     client = BreakerClient(
-        harness.client, faults.unique_id("bench"), CONFIG, task_queue=harness.task_queue
+        harness.client, faults.testing.unique_id("bench"), CONFIG, task_queue=harness.task_queue
     )
     assert harness.loop is not None
     harness.loop.run(client.start())
@@ -56,17 +57,24 @@ def breaker(harness: faults.FaultHarness) -> Iterator[BreakerClient]:
     harness.loop.run(client.client.get_workflow_handle(client.id).terminate())
 
 
-def one_call(harness: faults.FaultHarness, workflow: Any, request: CallRequest) -> CallOutcome:
+def one_call(
+    harness: faults.testing.FaultHarness, workflow: Any, request: CallRequest
+) -> CallOutcome:
     assert harness.loop is not None
     outcome: CallOutcome = harness.loop.run(
         harness.client.execute_workflow(
-            workflow, request, id=faults.unique_id("bench-call"), task_queue=harness.task_queue
+            workflow,
+            request,
+            id=faults.testing.unique_id("bench-call"),
+            task_queue=harness.task_queue,
         )
     )
     return outcome
 
 
-def test_unguarded_call(benchmark: Any, throughput: Any, harness: faults.FaultHarness) -> None:
+def test_unguarded_call(
+    benchmark: Any, throughput: Any, harness: faults.testing.FaultHarness
+) -> None:
     request = CallRequest("unused", CONFIG, "bench-svc")
     outcome = benchmark.pedantic(
         lambda: one_call(harness, DirectCallWorkflow.run, request), rounds=ROUNDS, iterations=1
@@ -76,7 +84,7 @@ def test_unguarded_call(benchmark: Any, throughput: Any, harness: faults.FaultHa
 
 
 def test_guarded_call_closed(
-    benchmark: Any, throughput: Any, harness: faults.FaultHarness, breaker: BreakerClient
+    benchmark: Any, throughput: Any, harness: faults.testing.FaultHarness, breaker: BreakerClient
 ) -> None:
     request = CallRequest(breaker.name, CONFIG, "bench-svc")
     outcome = benchmark.pedantic(
@@ -88,7 +96,7 @@ def test_guarded_call_closed(
 
 
 def test_fail_fast_while_open(
-    benchmark: Any, throughput: Any, harness: faults.FaultHarness, breaker: BreakerClient
+    benchmark: Any, throughput: Any, harness: faults.testing.FaultHarness, breaker: BreakerClient
 ) -> None:
     assert harness.loop is not None
     harness.loop.run(breaker.force_open("benchmark"))

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import faults
+import faults.testing
 from patterns.fanout import (
     BatchConfig,
     BatchRequest,
@@ -56,7 +57,7 @@ STRATEGIES: dict[str, Callable[[int], BatchConfig]] = {
 
 
 @pytest.fixture(scope="module")
-def harness(dev_fault_harness: Any) -> faults.FaultHarness:
+def harness(dev_fault_harness: Any) -> faults.testing.FaultHarness:
     return dev_fault_harness(
         workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow],
         activities=[ACTIVITIES.process_chunk, ACTIVITIES.seal_batch],
@@ -68,9 +69,13 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("fanout-bench") / "results.sqlite3")
 
 
-def _run_batch(harness: faults.FaultHarness, database: str, count: int, config: BatchConfig) -> Any:
+def _run_batch(
+    harness: faults.testing.FaultHarness, database: str, count: int, config: BatchConfig
+) -> Any:
     async def run() -> BatchResult:
-        request = BatchRequest(faults.unique_id("bench"), SEED, count, database, config=config)
+        request = BatchRequest(
+            faults.testing.unique_id("bench"), SEED, count, database, config=config
+        )
         result: BatchResult = await harness.client.execute_workflow(
             FanOutBatchWorkflow.run,
             request,
@@ -90,8 +95,8 @@ def _run_batch(harness: faults.FaultHarness, database: str, count: int, config: 
 def test_fan_out_width(
     benchmark: Any,
     throughput: Any,
-    temporal_loop: faults.EventLoopThread,
-    harness: faults.FaultHarness,
+    temporal_loop: faults.testing.EventLoopThread,
+    harness: faults.testing.FaultHarness,
     database: str,
     width: int,
     strategy: str,
@@ -135,14 +140,16 @@ def _peak_rss_mb() -> float:
 
 
 def test_in_process_asyncio_100k(
-    benchmark: Any, throughput: Any, temporal_loop: faults.EventLoopThread, database: str
+    benchmark: Any, throughput: Any, temporal_loop: faults.testing.EventLoopThread, database: str
 ) -> None:
     if benchmark.disabled:
         pytest.skip("100,000-record baseline runs only with --benchmark-only")
     benchmark.extra_info.update(records=BIG)
     benchmark.pedantic(
         lambda: temporal_loop.run(
-            _in_process(database, faults.unique_id("inproc"), BIG, BatchConfig().io_seconds),
+            _in_process(
+                database, faults.testing.unique_id("inproc"), BIG, BatchConfig().io_seconds
+            ),
             timeout=600,
         ),
         rounds=2,
@@ -154,8 +161,8 @@ def test_in_process_asyncio_100k(
 def test_batch_100k_end_to_end(
     benchmark: Any,
     throughput: Any,
-    temporal_loop: faults.EventLoopThread,
-    harness: faults.FaultHarness,
+    temporal_loop: faults.testing.EventLoopThread,
+    harness: faults.testing.FaultHarness,
     database: str,
 ) -> None:
     if benchmark.disabled:

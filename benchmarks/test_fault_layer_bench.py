@@ -9,7 +9,7 @@
   (baseline), the harness (plan, replay of the history, injections, check), the
   harness on an unsandboxed worker, and the harness with 8 runs in flight.
   Overlapping result waits share one unlock of the time-skipping server's clock
-  (see ``faults.TimeSkipping``), so the harness lets them overlap. Each of these
+  (see ``faults.testing.TimeSkipping``), so the harness lets them overlap. Each of these
   benchmarks, the baseline included, gets a test server of its own
   (``fresh_server_fault_harness``): the Java test server slows with every run
   it serves, so on the shared one each figure would depend on the benchmarks
@@ -29,6 +29,7 @@ from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import faults
+import faults.testing
 from benchmarks.three_step import ThreeStepWorkflow
 from tests.fault_targets import FanWorkflow, body_runs, probe
 
@@ -38,7 +39,7 @@ RUNS = 60
 
 @pytest.fixture(scope="module")
 def fan_out(
-    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any, fault_log: faults.FaultLog
+    temporal_loop: faults.testing.EventLoopThread, temporal_dev_env: Any, fault_log: faults.FaultLog
 ) -> Callable[[str], tuple[float, float]]:
     """``fan_out(arm)`` runs one 1,000-activity fan-out on a client and worker built for it alone.
 
@@ -56,7 +57,7 @@ def fan_out(
         client = await Client.connect(
             target, namespace=temporal_dev_env.client.namespace, plugins=plugins[arm]
         )
-        queue = faults.unique_id("fan")
+        queue = faults.testing.unique_id("fan")
         async with Worker(
             client,
             task_queue=queue,
@@ -69,7 +70,7 @@ def fan_out(
                 result = await client.execute_workflow(
                     FanWorkflow.run,
                     args=[FAN_OUT, FAN_OUT, False, 60.0],
-                    id=faults.unique_id("fan"),
+                    id=faults.testing.unique_id("fan"),
                     task_queue=queue,
                 )
             timings = time.perf_counter() - started, time.process_time() - cpu
@@ -162,7 +163,7 @@ def test_fault_layer_overhead_on_a_thousand_activity_fanout(
     )
 
 
-def check(outcome: faults.RunOutcome[list[int]]) -> None:
+def check(outcome: faults.testing.RunOutcome[list[int]]) -> None:
     """The invariant of the three-step workflow: every step ran once and succeeded first time."""
     assert outcome.succeeded and outcome.result == [1, 1, 1]
     assert body_runs(outcome.workflow_id, "probe") == 3
@@ -171,7 +172,7 @@ def check(outcome: faults.RunOutcome[list[int]]) -> None:
 @pytest.mark.benchmark(group="simulation-throughput")
 def test_simulation_baseline_bare_client(
     benchmark: Any,
-    temporal_loop: faults.EventLoopThread,
+    temporal_loop: faults.testing.EventLoopThread,
     fresh_server_fault_harness: Any,
     throughput: Any,
 ) -> None:
@@ -183,7 +184,7 @@ def test_simulation_baseline_bare_client(
             result = await worker.client.execute_workflow(
                 ThreeStepWorkflow.run,
                 "x",
-                id=faults.unique_id("bare"),
+                id=faults.testing.unique_id("bare"),
                 task_queue=worker.task_queue,
             )
             assert result == [1, 1, 1]
@@ -253,7 +254,7 @@ def test_simulation_harness_eight_in_flight(
         workflows=[ThreeStepWorkflow], activities=[probe], **options
     )
     # The same worker, through a harness replaying as this benchmark says.
-    harness = faults.FaultHarness(
+    harness = faults.testing.FaultHarness(
         shared.client,
         shared.task_queue,
         shared.log,

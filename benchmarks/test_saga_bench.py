@@ -16,6 +16,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 import faults
+import faults.testing
 from faults.pytest_plugin import ACTIVITY_THREADS
 from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
@@ -35,7 +36,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
 
 
 @pytest.fixture(scope="module")
-def harness(dev_fault_harness: Any, services: OrderServices) -> faults.FaultHarness:
+def harness(dev_fault_harness: Any, services: OrderServices) -> faults.testing.FaultHarness:
     return dev_fault_harness(
         workflows=[OrderSaga],
         activities=OrderActivities(services).activities(),
@@ -44,7 +45,7 @@ def harness(dev_fault_harness: Any, services: OrderServices) -> faults.FaultHarn
 
 
 def batch(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
     services: OrderServices,
     plan: faults.FaultPlan | None,
     seed: int,
@@ -55,8 +56,8 @@ def batch(
         order_on_own_skus(
             services,
             seed * 10_000 + n,
-            order_id=faults.unique_id("bench-order"),
-            sku_prefix=faults.unique_id("bench"),
+            order_id=faults.testing.unique_id("bench-order"),
+            sku_prefix=faults.testing.unique_id("bench"),
             stock=STOCK,
         )
         for n in range(count)
@@ -67,7 +68,7 @@ def batch(
             handle = await harness.client.start_workflow(
                 OrderSaga.run,
                 args=[order, SagaSettings()],
-                id=faults.unique_id("bench-saga"),
+                id=faults.testing.unique_id("bench-saga"),
                 task_queue=harness.task_queue,
             )
         try:

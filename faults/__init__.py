@@ -7,22 +7,17 @@ Temporal server: retries, server-side timeouts and at-least-once re-execution
 are Temporal's own. Every decision is a pure function of the plan and the
 activity call's identity, so one plan replays a failure exactly.
 
-Hypothesis strategies live in :mod:`faults.strategies`; the pytest plugin in
-:mod:`faults.pytest_plugin`.
+This package is the fault layer a worker runs. Hypothesis strategies live in
+:mod:`faults.strategies`; the test tooling (harness, embedded servers, pytest
+plugin, worker command) in :mod:`faults.testing`.
 """
 
-from ._bridge import EventLoopThread
-from ._embedded import (
-    ENVIRONMENT_KINDS,
-    TIME_SKIPPING_MODES,
-    EnvironmentKind,
-    TimeSkipping,
-    connect,
-    connect_config,
-    server_binary,
-    start_environment,
-)
-from ._harness import FaultHarness, RunOutcome, report_to_hypothesis, unique_id
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
 from ._interceptor import (
     INJECTED_FAILURE_TYPE,
     KEY_HEADER,
@@ -31,6 +26,8 @@ from ._interceptor import (
     FaultClientInterceptor,
     FaultWorkerInterceptor,
     injecting,
+    key_header,
+    plan_header,
 )
 from ._log import FaultLog
 from ._plan import (
@@ -53,49 +50,71 @@ from ._plan import (
     plan_to_json,
 )
 from ._plugin import FaultPlugin, activity_names, default_log
-from ._signals import until_interrupted
 
 __all__ = [
-    "ENVIRONMENT_KINDS",
+    # plans and fault shapes
     "FAULT_KINDS",
+    "ActivityCall",
+    "Delay",
+    "Duplicate",
+    "Fail",
+    "Fault",
+    "FaultPlan",
+    "FaultPlanError",
+    "FaultRule",
+    "HeartbeatLoss",
+    "RandomPlan",
+    "ScriptedFault",
+    "ScriptedPlan",
+    "check_plan_against",
+    "plan_from_json",
+    "plan_to_json",
+    # plugin, interceptors and headers
+    "FaultPlugin",
+    "FaultClientInterceptor",
+    "FaultWorkerInterceptor",
     "INJECTED_FAILURE_TYPE",
     "KEY_HEADER",
     "LOST_COMPLETION_TYPE",
     "PLAN_HEADER",
-    "TIME_SKIPPING_MODES",
-    "ActivityCall",
-    "Delay",
-    "Duplicate",
-    "EnvironmentKind",
-    "EventLoopThread",
-    "Fail",
-    "Fault",
-    "FaultClientInterceptor",
-    "FaultHarness",
-    "FaultLog",
-    "FaultPlan",
-    "FaultPlanError",
-    "FaultPlugin",
-    "FaultRule",
-    "FaultWorkerInterceptor",
-    "HeartbeatLoss",
-    "Injection",
-    "RandomPlan",
-    "RunOutcome",
-    "ScriptedFault",
-    "ScriptedPlan",
-    "TimeSkipping",
     "activity_names",
-    "check_plan_against",
-    "connect",
-    "connect_config",
-    "default_log",
     "injecting",
-    "plan_from_json",
-    "plan_to_json",
-    "report_to_hypothesis",
-    "server_binary",
-    "start_environment",
-    "unique_id",
-    "until_interrupted",
+    "key_header",
+    "plan_header",
+    # the record of injections
+    "FaultLog",
+    "Injection",
+    "default_log",
 ]
+
+_MOVED_TO_TESTING = frozenset(
+    {
+        "ENVIRONMENT_KINDS",
+        "TIME_SKIPPING_MODES",
+        "EnvironmentKind",
+        "EventLoopThread",
+        "FaultHarness",
+        "RunOutcome",
+        "TimeSkipping",
+        "connect",
+        "connect_config",
+        "report_to_hypothesis",
+        "server_binary",
+        "start_environment",
+        "unique_id",
+        "until_interrupted",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Names that moved to :mod:`faults.testing` still resolve here, with a warning."""
+    if name in _MOVED_TO_TESTING:
+        warnings.warn(
+            f"faults.{name} moved to faults.testing.{name}; import it from there "
+            "(the old name goes away in the next release)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(".testing", __name__), name)
+    raise AttributeError(f"module 'faults' has no attribute {name!r}")

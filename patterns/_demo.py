@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 import faults
+import faults.testing
 
 from ._report import DemoReport, Say
 from ._sqlite import ServiceDatabaseError
@@ -101,12 +102,14 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     ui_port = _free_port() if args.ui else None
     if args.address:
         say(f"connecting to {args.address} ...")
-        env = await faults.start_environment(
+        env = await faults.testing.start_environment(
             "external", plugins=[plugin], address=args.address, namespace=args.namespace
         )
     else:
         say("starting the embedded Temporal dev server on 127.0.0.1 ...")
-        env = await faults.start_environment("dev", plugins=[plugin], ui=args.ui, ui_port=ui_port)
+        env = await faults.testing.start_environment(
+            "dev", plugins=[plugin], ui=args.ui, ui_port=ui_port
+        )
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="workflow-resilience-"))
     selected = [n for n in PATTERNS if not args.only or n.rsplit(".", 1)[1] in args.only]
     async with env:
@@ -118,7 +121,7 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         if args.ui and ui_port is not None:
             say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
             try:
-                await faults.until_interrupted()
+                await faults.testing.until_interrupted()
             except asyncio.CancelledError:  # a Ctrl-C that came before the wait began
                 pass
     return 0 if all(r.ok for r in reports) else 1

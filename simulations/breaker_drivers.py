@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from temporalio.worker import Replayer
 
 import faults
+import faults.testing
 from patterns.breaker import (
     BreakerClient,
     BreakerConfig,
@@ -72,7 +73,7 @@ class EntityDriver:
 
     def __init__(
         self,
-        loop: faults.EventLoopThread,
+        loop: faults.testing.EventLoopThread,
         env: Any,
         task_queue: str,
         entity: type[CircuitBreakerEntity],
@@ -82,7 +83,7 @@ class EntityDriver:
         self.loop, self.env, self.entity = loop, env, entity
         self.client = BreakerClient(
             env.client,
-            faults.unique_id("sim"),
+            faults.testing.unique_id("sim"),
             config,
             task_queue=task_queue,
             max_history_events=max_history_events,

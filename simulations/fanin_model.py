@@ -19,6 +19,7 @@ from hypothesis import event
 from hypothesis import strategies as st
 
 import faults
+import faults.testing
 from faults.strategies import scripted_faults
 from patterns.fanout import (
     FAILURE_POLICIES,
@@ -91,7 +92,7 @@ def scenarios(
     )
     weighted = [p for p in policies for _ in range(2 if p == "collect" else 1)]
     request = BatchRequest(
-        batch_id=faults.unique_id("sim"),
+        batch_id=faults.testing.unique_id("sim"),
         seed=draw(st.integers(0, 2**16), label="seed"),
         count=count,
         database=database,
@@ -105,7 +106,7 @@ def _permanent(injection: faults.Injection) -> bool:
     return injection.kind == "fail" and "non-retryable" in injection.detail
 
 
-def check_fan_in(harness: faults.FaultHarness, scenario: Scenario, workflow: Any) -> None:
+def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workflow: Any) -> None:
     """Run the scenario and assert the fan-in property (raises ``AssertionError`` if it fails)."""
     request = scenario.request
     outcome = harness.run(workflow, request, plan=scenario.plan)

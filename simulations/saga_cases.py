@@ -9,6 +9,7 @@ from typing import Any, Literal
 from hypothesis import strategies as st
 
 import faults
+import faults.testing
 from faults.strategies import scripted_plans
 from patterns.saga import ALL_ACTIVITIES, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
@@ -42,14 +43,14 @@ saga_cases = st.builds(
 
 
 def run_case(
-    harness: faults.FaultHarness, workflow: Any, services: OrderServices, case: SagaCase
+    harness: faults.testing.FaultHarness, workflow: Any, services: OrderServices, case: SagaCase
 ) -> dict[str, Any]:
     """Run ``case`` through ``workflow`` on ``harness``; return the invariants that broke."""
     order, before = order_on_own_skus(
         services,
         case.seed,
-        order_id=faults.unique_id("order"),
-        sku_prefix=faults.unique_id("sku"),
+        order_id=faults.testing.unique_id("order"),
+        sku_prefix=faults.testing.unique_id("sku"),
         declined=case.business == "declined",
         country="AQ" if case.business == "not_served" else None,
         short=case.business == "out_of_stock",

@@ -39,6 +39,7 @@ from hypothesis.stateful import (
 from temporalio.worker import Worker
 
 import faults
+import faults.testing
 from patterns.breaker import BreakerConfig, Permit
 
 from .breaker_drivers import Driver, EntityDriver, MachineDriver
@@ -254,7 +255,7 @@ def entity_env(temporal_loop: Any) -> Iterator[Any]:
     other tests' clocks too, and their leftover workflows' timers slow every sleep.
     """
     env = temporal_loop.run(
-        faults.start_environment("time-skipping", time_skipping="manual"), timeout=120
+        faults.testing.start_environment("time-skipping", time_skipping="manual"), timeout=120
     )
     yield env
     temporal_loop.run(env.shutdown(), timeout=60)
@@ -262,7 +263,7 @@ def entity_env(temporal_loop: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def entity_queue(temporal_loop: Any, entity_env: Any) -> Iterator[str]:
-    queue = faults.unique_id("entities")
+    queue = faults.testing.unique_id("entities")
 
     async def start() -> Worker:
         worker = Worker(entity_env.client, task_queue=queue, workflows=list(ENTITIES.values()))

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import faults
+import faults.testing
 from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
 
 from .fanin_model import MAX_RECORDS, Scenario, check_fan_in, scenarios
@@ -23,7 +24,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("fanin") / "results.sqlite3")
 
 
-def _harness(fault_harness: Any, acts: FanOutActivities, *workflows: type) -> faults.FaultHarness:
+def _harness(
+    fault_harness: Any, acts: FanOutActivities, *workflows: type
+) -> faults.testing.FaultHarness:
     return fault_harness(
         workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow, *workflows],
         activities=[acts.process_chunk, acts.seal_batch],
@@ -31,13 +34,13 @@ def _harness(fault_harness: Any, acts: FanOutActivities, *workflows: type) -> fa
 
 
 @pytest.fixture(scope="module")
-def correct(fault_harness: Any) -> faults.FaultHarness:
+def correct(fault_harness: Any) -> faults.testing.FaultHarness:
     return _harness(fault_harness, CORRECT)
 
 
 @given(data=st.data())
 def test_every_record_is_counted_once_and_failures_are_exact(
-    correct: faults.FaultHarness, database: str, data: st.DataObject
+    correct: faults.testing.FaultHarness, database: str, data: st.DataObject
 ) -> None:
     check_fan_in(correct, data.draw(scenarios(database), label="scenario"), FanOutBatchWorkflow.run)
 
@@ -52,7 +55,7 @@ SHRINK = settings(
 )
 
 
-def _counterexample(harness: faults.FaultHarness, database: str, workflow: Any) -> Scenario:
+def _counterexample(harness: faults.testing.FaultHarness, database: str, workflow: Any) -> Scenario:
     def fails(scenario: Scenario) -> bool:
         try:
             check_fan_in(harness, scenario, workflow)

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, find, given, settings
 
 import faults
+import faults.testing
 from patterns.saga import OrderActivities, OrderSaga, OrderServices
 
 from .saga_cases import SagaCase, minimal, run_case, saga_cases
@@ -38,13 +39,13 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any, services: OrderServices) -> faults.FaultHarness:
+def harness(fault_harness: Any, services: OrderServices) -> faults.testing.FaultHarness:
     return fault_harness(workflows=[OrderSaga], activities=OrderActivities(services).activities())
 
 
 @given(case=saga_cases)
 def test_saga_invariants_hold_under_faults(
-    harness: faults.FaultHarness, services: OrderServices, case: SagaCase
+    harness: faults.testing.FaultHarness, services: OrderServices, case: SagaCase
 ) -> None:
     assert run_case(harness, OrderSaga, services, case) == {}
 

@@ -18,6 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 import faults
+import faults.testing
 from patterns.breaker import (
     BREAKER_ACTIVITIES,
     BreakerClient,
@@ -41,34 +42,34 @@ def downstream(tmp_path_factory: pytest.TempPathFactory) -> Downstream:
 
 
 @pytest.fixture(scope="module")
-def harness(manual_clock_fault_harness: Any, downstream: Downstream) -> faults.FaultHarness:
+def harness(manual_clock_fault_harness: Any, downstream: Downstream) -> faults.testing.FaultHarness:
     return manual_clock_fault_harness(
         workflows=[CircuitBreakerEntity, GuardedCallWorkflow, LocalBreakerLoopWorkflow],
         activities=[*BREAKER_ACTIVITIES, downstream.call],
     )
 
 
-def run(harness: faults.FaultHarness, coro: Any) -> Any:
+def run(harness: faults.testing.FaultHarness, coro: Any) -> Any:
     assert harness.loop is not None
     return harness.loop.run(coro, timeout=120)
 
 
 def breaker(
-    harness: faults.FaultHarness, config: BreakerConfig = CONFIG, **kw: Any
+    harness: faults.testing.FaultHarness, config: BreakerConfig = CONFIG, **kw: Any
 ) -> BreakerClient:
     return BreakerClient(
-        harness.client, faults.unique_id("b"), config, task_queue=harness.task_queue, **kw
+        harness.client, faults.testing.unique_id("b"), config, task_queue=harness.task_queue, **kw
     )
 
 
-def events(harness: faults.FaultHarness, workflow_id: str) -> list[Any]:
+def events(harness: faults.testing.FaultHarness, workflow_id: str) -> list[Any]:
     async def fetch() -> list[Any]:
         return list((await harness.client.get_workflow_handle(workflow_id).fetch_history()).events)
 
     return run(harness, fetch())
 
 
-def scheduled_activities(harness: faults.FaultHarness, workflow_id: str) -> list[str]:
+def scheduled_activities(harness: faults.testing.FaultHarness, workflow_id: str) -> list[str]:
     return [
         e.activity_task_scheduled_event_attributes.activity_type.name
         for e in events(harness, workflow_id)
@@ -77,7 +78,7 @@ def scheduled_activities(harness: faults.FaultHarness, workflow_id: str) -> list
 
 
 def test_half_open_hands_out_only_the_permitted_probes_to_many_concurrent_callers(
-    harness: faults.FaultHarness, temporal_manual_clock_env: Any
+    harness: faults.testing.FaultHarness, temporal_manual_clock_env: Any
 ) -> None:
     b = breaker(harness)
 
@@ -97,7 +98,7 @@ def test_half_open_hands_out_only_the_permitted_probes_to_many_concurrent_caller
     assert {a.rejected.state for a in answers if a.permit is None} == {"half_open"}
 
 
-def test_a_retried_acquire_gets_the_same_permit(harness: faults.FaultHarness) -> None:
+def test_a_retried_acquire_gets_the_same_permit(harness: faults.testing.FaultHarness) -> None:
     b = breaker(harness)
 
     async def scenario() -> tuple[Any, Any]:
@@ -110,7 +111,7 @@ def test_a_retried_acquire_gets_the_same_permit(harness: faults.FaultHarness) ->
 
 
 def test_validators_reject_bad_reports_before_they_reach_the_history(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     b = breaker(harness)
 
@@ -127,7 +128,9 @@ def test_validators_reject_bad_reports_before_they_reach_the_history(
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED not in kinds
 
 
-def test_continue_as_new_carries_the_state_and_the_answers(harness: faults.FaultHarness) -> None:
+def test_continue_as_new_carries_the_state_and_the_answers(
+    harness: faults.testing.FaultHarness,
+) -> None:
     b = breaker(harness, BreakerConfig(window_size=50, minimum_calls=50), max_history_events=40)
 
     async def scenario() -> tuple[str, str, Any, Any, Any]:
@@ -156,7 +159,7 @@ def test_continue_as_new_carries_the_state_and_the_answers(harness: faults.Fault
 
 
 def test_open_breaker_fails_fast_without_scheduling_the_protected_activity(
-    harness: faults.FaultHarness, downstream: Downstream
+    harness: faults.testing.FaultHarness, downstream: Downstream
 ) -> None:
     b = breaker(harness)
     run(harness, b.force_open("maintenance"))
@@ -183,7 +186,7 @@ def test_open_breaker_fails_fast_without_scheduling_the_protected_activity(
 
 
 def test_guarded_calls_open_the_shared_breaker_under_injected_faults(
-    harness: faults.FaultHarness, downstream: Downstream
+    harness: faults.testing.FaultHarness, downstream: Downstream
 ) -> None:
     b = breaker(harness)
     plan = faults.ScriptedPlan(
@@ -209,7 +212,7 @@ def test_guarded_calls_open_the_shared_breaker_under_injected_faults(
 
 
 def test_demonstrate_holds_its_invariants(
-    temporal_loop: faults.EventLoopThread, temporal_manual_clock_env: Any, tmp_path: Path
+    temporal_loop: faults.testing.EventLoopThread, temporal_manual_clock_env: Any, tmp_path: Path
 ) -> None:
     # The demonstration waits out the open period in real time, as on a real server: on
     # the manual-clock server the entity's clock moves with the wall clock too.

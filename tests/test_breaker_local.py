@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import faults
+import faults.testing
 from patterns.breaker import BreakerConfig, Downstream, LocalBreakerLoopWorkflow, LoopRequest
 
 
@@ -18,7 +19,7 @@ def downstream(tmp_path_factory: pytest.TempPathFactory) -> Downstream:
 def test_local_breaker_opens_probes_and_reopens_on_the_workflow_clock(
     fault_harness: Any, downstream: Downstream
 ) -> None:
-    harness: faults.FaultHarness = fault_harness(
+    harness: faults.testing.FaultHarness = fault_harness(
         workflows=[LocalBreakerLoopWorkflow], activities=[downstream.call]
     )
     downstream.set_health("svc-local", False)

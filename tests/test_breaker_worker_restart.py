@@ -7,18 +7,19 @@ from typing import Any
 from temporalio.worker import Worker
 
 import faults
+import faults.testing
 from patterns.breaker import BREAKER_ACTIVITIES, BreakerClient, BreakerConfig, CircuitBreakerEntity
 
 CONFIG = BreakerConfig(window_size=2, minimum_calls=2, open_seconds=3600, half_open_permits=1)
 
 
 def test_open_breaker_stays_open_across_worker_restarts(
-    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any
+    temporal_loop: faults.testing.EventLoopThread, temporal_dev_env: Any
 ) -> None:
     """On a full server: worker 1 opens the breaker and stops; worker 2 finds it open."""
     client = temporal_dev_env.client
-    queue = faults.unique_id("breaker-restart")
-    breaker = BreakerClient(client, faults.unique_id("restart"), CONFIG, task_queue=queue)
+    queue = faults.testing.unique_id("breaker-restart")
+    breaker = BreakerClient(client, faults.testing.unique_id("restart"), CONFIG, task_queue=queue)
 
     def worker() -> Worker:
         return Worker(

@@ -13,15 +13,16 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from temporalio.workflow import NondeterminismError
 
 import faults
+import faults.testing
 from patterns.determinism import QUOTE_ACTIVITIES, QuoteWorkflow, read_exchange_rate
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any) -> faults.FaultHarness:
+def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     return fault_harness(workflows=[QuoteWorkflow], activities=QUOTE_ACTIVITIES)
 
 
-def test_quote_is_fixed_by_its_history(harness: faults.FaultHarness) -> None:
+def test_quote_is_fixed_by_its_history(harness: faults.testing.FaultHarness) -> None:
     """The run completes and the harness replays its history cleanly."""
     outcome = harness.run(QuoteWorkflow.run, "SKU-1", 3)
     quote = outcome.result
@@ -34,7 +35,7 @@ def test_quote_is_fixed_by_its_history(harness: faults.FaultHarness) -> None:
 
 
 def test_local_activity_results_come_from_the_history_on_replay(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     """Replaying twice gives the recorded rate, although the activity would answer anew."""
     outcome = harness.run(QuoteWorkflow.run, "SKU-2", 0)
@@ -69,7 +70,7 @@ class WallClockQuoteWorkflow:
             )
 
 
-def replay(harness: faults.FaultHarness, workflow_id: str, workflow_class: type) -> None:
+def replay(harness: faults.testing.FaultHarness, workflow_id: str, workflow_class: type) -> None:
     async def go() -> None:
         history = await harness.client.get_workflow_handle(workflow_id).fetch_history()
         replayer = Replayer(workflows=[workflow_class], workflow_runner=UnsandboxedWorkflowRunner())
@@ -79,22 +80,26 @@ def replay(harness: faults.FaultHarness, workflow_id: str, workflow_class: type)
     harness.loop.run(go())
 
 
-def test_a_changed_command_sequence_is_caught_on_replay(harness: faults.FaultHarness) -> None:
+def test_a_changed_command_sequence_is_caught_on_replay(
+    harness: faults.testing.FaultHarness,
+) -> None:
     outcome = harness.run(QuoteWorkflow.run, "SKU-3", 1)
     with pytest.raises(NondeterminismError):
         replay(harness, outcome.workflow_id, ReorderedQuoteWorkflow)
 
 
-def test_branching_on_a_fresh_uuid_is_caught_on_replay(harness: faults.FaultHarness) -> None:
+def test_branching_on_a_fresh_uuid_is_caught_on_replay(
+    harness: faults.testing.FaultHarness,
+) -> None:
     """40 reads, each preceded by a timer or not at random: replay disagrees (p = 1 - 2**-40)."""
     outcome = harness.run(QuoteWorkflow.run, "SKU-4", 39)
     with pytest.raises(NondeterminismError):
         replay(harness, outcome.workflow_id, WallClockQuoteWorkflow)
 
 
-def test_replay_every_n_replays_one_run_in_n(harness: faults.FaultHarness) -> None:
+def test_replay_every_n_replays_one_run_in_n(harness: faults.testing.FaultHarness) -> None:
     """A harness replaying against changed code fails exactly the runs it samples."""
-    sampling = faults.FaultHarness(
+    sampling = faults.testing.FaultHarness(
         harness.client,
         harness.task_queue,
         harness.log,
@@ -116,9 +121,13 @@ def test_replay_every_n_replays_one_run_in_n(harness: faults.FaultHarness) -> No
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True])
-def test_replay_every_must_be_a_positive_int(harness: faults.FaultHarness, bad: Any) -> None:
+def test_replay_every_must_be_a_positive_int(
+    harness: faults.testing.FaultHarness, bad: Any
+) -> None:
     with pytest.raises(ValueError, match=r"replay_every=.* must be an int >= 1"):
-        faults.FaultHarness(harness.client, harness.task_queue, harness.log, replay_every=bad)
+        faults.testing.FaultHarness(
+            harness.client, harness.task_queue, harness.log, replay_every=bad
+        )
 
 
 def test_the_sandbox_refuses_non_workflow_safe_calls(fault_harness: Any) -> None:
@@ -129,7 +138,7 @@ def test_the_sandbox_refuses_non_workflow_safe_calls(fault_harness: Any) -> None
         handle = await harness.client.start_workflow(
             "QuoteWorkflow",
             args=["SKU-5", 0],
-            id=faults.unique_id("sandbox"),
+            id=faults.testing.unique_id("sandbox"),
             task_queue=harness.task_queue,
             execution_timeout=timedelta(seconds=2),
         )

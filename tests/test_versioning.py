@@ -19,6 +19,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 import faults
+import faults.testing
 from patterns.saga import (
     FRAUD_LIMIT_CENTS,
     FRAUD_SCREEN_PATCH,
@@ -65,7 +66,9 @@ def v1_histories() -> list[WorkflowHistory]:
     return [WorkflowHistory.from_json(p.stem, p.read_text()) for p in paths]
 
 
-def replay_all(loop: faults.EventLoopThread, workflow_class: type, histories: list[Any]) -> None:
+def replay_all(
+    loop: faults.testing.EventLoopThread, workflow_class: type, histories: list[Any]
+) -> None:
     async def go() -> None:
         replayer = Replayer(workflows=[workflow_class])
         for history in histories:
@@ -74,12 +77,14 @@ def replay_all(loop: faults.EventLoopThread, workflow_class: type, histories: li
     loop.run(go())
 
 
-def test_v1_histories_replay_cleanly_against_v2(temporal_loop: faults.EventLoopThread) -> None:
+def test_v1_histories_replay_cleanly_against_v2(
+    temporal_loop: faults.testing.EventLoopThread,
+) -> None:
     replay_all(temporal_loop, OrderSaga, v1_histories())
 
 
 def test_adding_the_step_without_a_patch_breaks_v1_replay(
-    temporal_loop: faults.EventLoopThread,
+    temporal_loop: faults.testing.EventLoopThread,
 ) -> None:
     for history in v1_histories():
         with pytest.raises(NondeterminismError):
@@ -87,7 +92,9 @@ def test_adding_the_step_without_a_patch_breaks_v1_replay(
 
 
 @pytest.fixture(scope="module")
-def v2_runs(fault_harness: Any, tmp_path_factory: Any) -> tuple[faults.FaultHarness, list[str]]:
+def v2_runs(
+    fault_harness: Any, tmp_path_factory: Any
+) -> tuple[faults.testing.FaultHarness, list[str]]:
     services = OrderServices(tmp_path_factory.mktemp("versioning") / "services.sqlite")
     catalog = make_catalog(5, 3, prefix="VER", max_stock=10)
     services.stock_products((p.sku, p.unit_price_cents, 100) for p in catalog)
@@ -111,7 +118,7 @@ def v2_runs(fault_harness: Any, tmp_path_factory: Any) -> tuple[faults.FaultHarn
     return harness, [o.workflow_id for o in outcomes]
 
 
-def fetch(harness: faults.FaultHarness, workflow_ids: list[str]) -> list[WorkflowHistory]:
+def fetch(harness: faults.testing.FaultHarness, workflow_ids: list[str]) -> list[WorkflowHistory]:
     async def go() -> list[WorkflowHistory]:
         return [await harness.client.get_workflow_handle(i).fetch_history() for i in workflow_ids]
 
@@ -135,7 +142,7 @@ def test_v2_runs_screen_and_record_the_patch(v2_runs: Any) -> None:
 
 
 def test_v3_deprecates_the_patch_and_replays_v2_histories(
-    v2_runs: Any, temporal_loop: faults.EventLoopThread
+    v2_runs: Any, temporal_loop: faults.testing.EventLoopThread
 ) -> None:
     harness, ids = v2_runs
     replay_all(temporal_loop, OrderSagaV3, fetch(harness, ids))

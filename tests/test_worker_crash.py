@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import faults
+import faults.testing
 from patterns.fanout import BatchConfig, BatchRequest, FanOutBatchWorkflow
 from patterns.fanout._demo import check_batch
 from patterns.saga import (
@@ -67,7 +68,7 @@ def test_worker_process_shuts_down_on_ctrl_c_or_sigterm(
     temporal_client: Any, tmp_path: Path, stop: signal.Signals
 ) -> None:
     address = temporal_client.service_client.config.target_host
-    process = spawn_worker(address, faults.unique_id("stop"), tmp_path / "saga.sqlite")
+    process = spawn_worker(address, faults.testing.unique_id("stop"), tmp_path / "saga.sqlite")
     process.send_signal(stop)
     try:
         assert process.wait(30) == 0, f"{stop.name} should shut the worker down cleanly"
@@ -76,11 +77,11 @@ def test_worker_process_shuts_down_on_ctrl_c_or_sigterm(
 
 
 def test_workflows_complete_through_twenty_worker_kills(
-    temporal_loop: faults.EventLoopThread, temporal_dev_env: Any, tmp_path: Path
+    temporal_loop: faults.testing.EventLoopThread, temporal_dev_env: Any, tmp_path: Path
 ) -> None:
     client = temporal_dev_env.client
     address = client.service_client.config.target_host
-    task_queue = faults.unique_id("crash")
+    task_queue = faults.testing.unique_id("crash")
     saga_db = tmp_path / "saga.sqlite"
     services = OrderServices(saga_db)
     catalog = make_catalog(SEED, 6, prefix="CRASH", max_stock=10)
@@ -88,7 +89,7 @@ def test_workflows_complete_through_twenty_worker_kills(
     services.stock_products((p.sku, p.unit_price_cents, initial[p.sku]) for p in catalog)
     rng = random.Random(SEED)
     batch = BatchRequest(
-        batch_id=faults.unique_id("crash-batch"),
+        batch_id=faults.testing.unique_id("crash-batch"),
         seed=SEED,
         count=3_000,
         database=str(tmp_path / "fanout.sqlite"),
@@ -112,7 +113,7 @@ def test_workflows_complete_through_twenty_worker_kills(
                 await client.start_workflow(
                     OrderSaga.run,
                     args=[order, SagaSettings(step_attempts=20)],
-                    id=faults.unique_id(f"crash-order-{n}"),
+                    id=faults.testing.unique_id(f"crash-order-{n}"),
                     task_queue=task_queue,
                 )
             )

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.worker import Worker
 
 import faults
+import faults.testing
 
 from .._report import DemoReport, InvariantCheck, Say
 from ._activities import OrderActivities
@@ -62,7 +63,7 @@ async def demonstrate(
     activities = OrderActivities(services)
     report = DemoReport("saga")
     results: dict[str, list[InvariantCheck]] = {}
-    task_queue = faults.unique_id(f"saga-demo-{seed}")
+    task_queue = faults.testing.unique_id(f"saga-demo-{seed}")
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
         async with Worker(
             client,

@@ -17,11 +17,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
+from .._interceptor import injecting
+from .._log import FaultLog
+from .._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 from ._bridge import EventLoopThread
 from ._embedded import shares_clock_unlocks
-from ._interceptor import injecting
-from ._log import FaultLog
-from ._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 
 T = TypeVar("T")
 
@@ -245,7 +245,7 @@ class FaultHarness:
         self.activity_names = frozenset(activity_names or ()) or None
         self.replayer: Replayer | None = None
         if replay_workflows:
-            from ._plugin import FaultPlugin
+            from .._plugin import FaultPlugin
 
             plugin = FaultPlugin(
                 strict=self.activity_names is not None, replay_activity_names=self.activity_names

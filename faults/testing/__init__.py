@@ -1,0 +1,54 @@
+"""Test tooling for the fault layer: harness, embedded servers, pytest plugin, worker command.
+
+The fault layer itself (plans, fault shapes, plugin, log) lives in :mod:`faults`;
+this package is what tests and simulations use to drive it, kept apart as
+``temporalio.testing`` is from ``temporalio``:
+
+* running workflows under plans: :class:`FaultHarness`, :class:`RunOutcome`,
+  :func:`report_to_hypothesis`, :func:`unique_id`;
+* servers: :func:`start_environment` (embedded test or dev server, or an
+  external cluster), :func:`connect`, :func:`connect_config`,
+  :func:`server_binary`, :data:`ENVIRONMENT_KINDS`, :data:`TIME_SKIPPING_MODES`;
+* driving asyncio from synchronous tests: :class:`EventLoopThread`,
+  :func:`until_interrupted`;
+* the pytest plugin (:mod:`faults.testing.pytest_plugin`, registered through the
+  package's ``pytest11`` entry point) and the worker command
+  (``python -m faults worker``, :mod:`faults.testing.worker`).
+"""
+
+from ._bridge import EventLoopThread
+from ._embedded import (
+    ENVIRONMENT_KINDS,
+    TIME_SKIPPING_MODES,
+    EnvironmentKind,
+    TimeSkipping,
+    connect,
+    connect_config,
+    server_binary,
+    start_environment,
+)
+from ._harness import FaultHarness, RunOutcome, report_to_hypothesis, unique_id
+from ._loopback import c_compiler, loopback_launcher
+from ._signals import until_interrupted
+
+__all__ = [
+    # running workflows under plans
+    "FaultHarness",
+    "RunOutcome",
+    "report_to_hypothesis",
+    "unique_id",
+    # servers
+    "ENVIRONMENT_KINDS",
+    "TIME_SKIPPING_MODES",
+    "EnvironmentKind",
+    "TimeSkipping",
+    "c_compiler",
+    "connect",
+    "connect_config",
+    "loopback_launcher",
+    "server_binary",
+    "start_environment",
+    # asyncio from synchronous tests
+    "EventLoopThread",
+    "until_interrupted",
+]

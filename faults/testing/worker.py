@@ -1,0 +1,92 @@
+"""``python -m faults worker``: a worker process with the fault layer, for multi-process chaos.
+
+    python -m faults worker --address 127.0.0.1:7233 --task-queue orders \\
+        --setup myproject.worker:registration [--plan '{"kind":"random",...}'] [--log faults.jsonl]
+
+``--setup`` names a function returning ``{"workflows": [...], "activities": [...]}``
+(it may read its own configuration from the environment). The process runs
+until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down
+(``Worker.shutdown()``) and exits with status 0, and a test can SIGKILL it at
+any point and start another. Injections are appended to ``--log`` as JSON lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.worker import Worker
+
+from .._log import FaultLog
+from .._plan import FaultPlanError, plan_from_json
+from .._plugin import FaultPlugin
+from ._embedded import connect
+from ._signals import until_interrupted
+
+
+def _load(spec: str) -> Callable[[], dict[str, Any]]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--setup {spec!r} must look like package.module:function")
+    function: Callable[[], dict[str, Any]] = getattr(importlib.import_module(module_name), attr)
+    return function
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    registration = _load(args.setup)()
+    plan = plan_from_json(args.plan) if args.plan else None
+    plugin = FaultPlugin(plan, log=FaultLog(args.log), strict=plan is not None)
+    client = await connect(args.address, namespace=args.namespace, plugins=[plugin])
+    worker = Worker(
+        client,
+        task_queue=args.task_queue,
+        workflows=list(registration.get("workflows", ())),
+        activities=list(registration.get("activities", ())),
+        **registration.get("options", {}),
+    )
+    stop = asyncio.create_task(until_interrupted((signal.SIGINT, signal.SIGTERM)))
+    await asyncio.sleep(0)  # the stop task installs its signal handlers before "ready"
+    if stop.done():
+        stop.result()  # the handlers could not be installed: say why
+    print(f"worker ready on {args.task_queue}", flush=True)
+    run = asyncio.create_task(worker.run())
+    await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+    if stop.done():
+        stop.result()
+        await worker.shutdown()
+    else:
+        stop.cancel()
+    await run  # a worker that failed raises here
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m faults worker``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m faults")
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run a worker with the fault layer")
+    worker.add_argument("--address", required=True, help="host:port of the Temporal frontend")
+    worker.add_argument("--namespace", default=None)
+    worker.add_argument("--task-queue", required=True)
+    worker.add_argument("--setup", required=True, help="package.module:function")
+    worker.add_argument("--plan", default=None, help="a default fault plan as JSON")
+    worker.add_argument("--log", default=None, help="append injections to this JSON-lines file")
+    args = parser.parse_args(argv)
+    try:
+        _load(args.setup)
+        if args.plan:
+            plan_from_json(args.plan)
+    except (ValueError, ImportError, AttributeError, FaultPlanError) as err:
+        parser.error(str(err))
+    try:
+        asyncio.run(_serve(args))
+    except ConnectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    return 0
