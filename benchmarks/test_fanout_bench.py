@@ -8,8 +8,8 @@
   process's peak memory is reported.
 
 Run with ``pytest benchmarks/test_fanout_bench.py --benchmark-only
---benchmark-json=benchmarks/results/fanout.json``; draw the picture with
-``python -m benchmarks.fanout_plot``.
+--benchmark-json=benchmarks/results/fanout.json``; draw the figures and
+docs/benchmarks.md with ``python -m benchmarks.plots``.
 """
 
 from __future__ import annotations
