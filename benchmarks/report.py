@@ -443,8 +443,12 @@ def _overhead(reports: Sequence[Report]) -> Overhead | None:
     bench = benches[-1]
     info = bench["extra_info"]
     rates = rates_of(bench)
-    bare = next(r for r in rates if r.ratio is None)
-    layer = rates[-1]
+    if len(rates) != 2:
+        raise ResultsError(
+            f"{source.path}: {bench.get('name')} needs two rates (without and with the layer) "
+            f"in extra_info; it has {len(rates)}: rerun benchmarks/test_fault_layer_bench.py"
+        )
+    bare, layer = rates
     fan_out = re.search(r"([\d,]+)", bare.name)
     return Overhead(
         source,
