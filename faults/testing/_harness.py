@@ -47,6 +47,8 @@ class RunOutcome(Generic[T]):
     injections: tuple[Injection, ...]
     replayed: bool = False
     """Whether the run's histories were replayed against the workflow code (and replayed clean)."""
+    args: tuple[Any, ...] = ()
+    """The arguments the workflow was started with (for invariants and reproductions)."""
 
     @property
     def succeeded(self) -> bool:
@@ -306,6 +308,7 @@ class FaultHarness:
             error=error,
             injections=tuple(self.log.for_runs(runs)),
             replayed=replays is not None,
+            args=tuple(args),
         )
         return outcome
 
