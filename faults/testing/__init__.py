@@ -11,6 +11,12 @@ this package is what tests and simulations use to drive it, kept apart as
   :func:`server_binary`, :data:`ENVIRONMENT_KINDS`, :data:`TIME_SKIPPING_MODES`;
 * driving asyncio from synchronous tests: :class:`EventLoopThread`,
   :func:`until_interrupted`;
+* systematic exploration of fault schedules: :func:`explore` (every
+  single-fault schedule at every activity call, then pairs, up to a budget),
+  :func:`observe_calls`, :func:`plans_for_calls` (Hypothesis plans aimed at the
+  calls a run makes), :func:`assert_holds`, the :class:`Shape` s
+  (:data:`FAIL`, :data:`DUPLICATE`, :data:`DELAY_AFTER`, :data:`OUTAGE`) and
+  the report types;
 * the pytest plugin (:mod:`faults.testing.pytest_plugin`, registered through the
   package's ``pytest11`` entry point) and the worker command
   (``python -m faults worker``, :mod:`faults.testing.worker`).
@@ -27,6 +33,29 @@ from ._embedded import (
     server_binary,
     start_environment,
 )
+from ._explore import (
+    DEFAULT_BUDGET,
+    DEFAULT_SHAPES,
+    DELAY_AFTER,
+    DUPLICATE,
+    FAIL,
+    OUTAGE,
+    Call,
+    Check,
+    Exploration,
+    Point,
+    Progress,
+    Schedule,
+    Shape,
+    Violation,
+    assert_holds,
+    delay_after,
+    explore,
+    observe_calls,
+    plans_for_calls,
+    reproduction,
+    shrink,
+)
 from ._harness import FaultHarness, RunOutcome, report_to_hypothesis, unique_id
 from ._loopback import c_compiler, loopback_launcher
 from ._signals import until_interrupted
@@ -37,6 +66,28 @@ __all__ = [
     "RunOutcome",
     "report_to_hypothesis",
     "unique_id",
+    # systematic exploration
+    "DEFAULT_BUDGET",
+    "DEFAULT_SHAPES",
+    "DELAY_AFTER",
+    "DUPLICATE",
+    "FAIL",
+    "OUTAGE",
+    "Call",
+    "Check",
+    "Exploration",
+    "Point",
+    "Progress",
+    "Schedule",
+    "Shape",
+    "Violation",
+    "assert_holds",
+    "delay_after",
+    "explore",
+    "observe_calls",
+    "plans_for_calls",
+    "reproduction",
+    "shrink",
     # servers
     "ENVIRONMENT_KINDS",
     "TIME_SKIPPING_MODES",

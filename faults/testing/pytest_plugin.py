@@ -19,7 +19,9 @@ any project that installs ``workflow-resilience`` gets these fixtures:
   time-skipping server whose clock moves only through ``env.sleep()``;
 * ``fresh_server_fault_harness``: like ``fault_harness``, on a time-skipping
   server started for the one test, for measurements that must not depend on
-  what the session ran before them.
+  what the session ran before them;
+* ``fault_explorer``: :func:`faults.testing.explore` with the budget of
+  ``--faults-explore-budget`` and a progress line on the terminal.
 
 On the session's time-skipping server overlapping result waits share one
 unlock of its clock (see :data:`faults.TimeSkipping`): any number may run at once.
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
 
     from .. import FaultLog
-    from . import EventLoopThread, FaultHarness
+    from . import EventLoopThread, Exploration, FaultHarness
 
 _LOG_KEY = pytest.StashKey["FaultLog"]()
 
@@ -65,10 +67,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="host:port of an external cluster (implies --temporal-env=external).",
     )
+    group.addoption(
+        "--faults-explore-budget",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Schedules each fault_explorer exploration runs at most "
+        "(default: faults.testing.DEFAULT_BUDGET, 200).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the plugin's marker."""
+    """Declare the plugin's marker; check ``--faults-explore-budget``."""
+    budget = config.getoption("--faults-explore-budget", None)
+    if budget is not None and budget < 0:
+        raise pytest.UsageError(
+            f"--faults-explore-budget={budget} is negative; pass the most schedules an "
+            "exploration may run, such as --faults-explore-budget=500"
+        )
     config.addinivalue_line(
         "markers", "temporal_env(kind): run only against the given --temporal-env kind"
     )
@@ -362,6 +378,40 @@ def dev_fault_harness(_faults_dev_pool: _WorkerPool) -> HarnessFactory:
 def manual_clock_fault_harness(_faults_manual_clock_pool: _WorkerPool) -> HarnessFactory:
     """Like ``fault_harness``, on ``temporal_manual_clock_env`` (time moves by ``sleep``)."""
     return _faults_manual_clock_pool.harness
+
+
+ExplorerFactory = Callable[..., "Exploration"]
+"""``fault_explorer(harness, workflow, *args, check=..., **explore_options) -> Exploration``."""
+
+
+@pytest.fixture
+def fault_explorer(request: pytest.FixtureRequest) -> ExplorerFactory:
+    """:func:`faults.testing.explore`, with the budget of ``--faults-explore-budget``.
+
+    Progress goes to the terminal: a line when the exploration moves from
+    single faults to pairs or to shrinking, every tenth run, and at a
+    violation. A ``budget=`` or ``progress=`` passed in the call wins.
+    """
+    from ._explore import DEFAULT_BUDGET, Progress, explore
+
+    option = request.config.getoption("--faults-explore-budget")
+    budget = DEFAULT_BUDGET if option is None else int(option)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    last_phase = [""]
+
+    def progress(p: Progress) -> None:
+        if reporter is None:
+            return
+        if p.phase != last_phase[0] or p.violated or p.run % 10 == 0:
+            last_phase[0] = p.phase
+            reporter.write_line(f"{request.node.name}: {p.describe()}")
+
+    def run(harness: FaultHarness, workflow: Any, *args: Any, **options: Any) -> Exploration:
+        options.setdefault("budget", budget)
+        options.setdefault("progress", progress)
+        return explore(harness, workflow, *args, **options)
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
