@@ -1,6 +1,6 @@
 """Run the demonstration: ``python -m patterns --help``."""
 
-from ._demo import run
+from .demo import run
 
 if __name__ == "__main__":
     run()

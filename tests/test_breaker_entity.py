@@ -28,8 +28,8 @@ from patterns.breaker import (
     Downstream,
     GuardedCallWorkflow,
     LocalBreakerLoopWorkflow,
-    demonstrate,
 )
+from patterns.demo import demonstrate_breaker
 
 CONFIG = BreakerConfig(
     window_size=2, minimum_calls=2, open_seconds=60, half_open_permits=3, permit_timeout_seconds=600
@@ -219,7 +219,7 @@ def test_demonstrate_holds_its_invariants(
     lines: list[str] = []
     client = temporal_manual_clock_env.client
     report = temporal_loop.run(
-        demonstrate(client, seed=7, plan=None, workdir=tmp_path, say=lines.append),
+        demonstrate_breaker(client, seed=7, plan=None, workdir=tmp_path, say=lines.append),
         timeout=120,
     )
     assert report.checks and report.ok, [c for c in report.checks if not c.held]

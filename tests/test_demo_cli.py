@@ -15,8 +15,8 @@ import pytest
 import faults
 
 
-def demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TEMPORAL_API_KEY": "sk-demo-secret-do-not-print"}
+def demo(*args: str, timeout: float = 300, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TEMPORAL_API_KEY": "sk-demo-secret-do-not-print", **env_vars}
     return subprocess.run(
         [sys.executable, "-m", "patterns", *args],
         capture_output=True,
@@ -37,6 +37,19 @@ def test_full_demonstration_reports_every_invariant_held() -> None:
     held = [line for line in out.splitlines() if "[held    ]" in line]
     assert len(held) >= 10
     assert "invariants held" in out.splitlines()[-1]
+
+
+def test_a_run_without_workdir_removes_what_it_created(tmp_path: Path) -> None:
+    result = demo("--only", "saga", "--faults", "none", TMPDIR=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "invariants held" in result.stdout
+    assert not list(tmp_path.glob("workflow-resilience-*")), "the demo left its databases"
+
+
+def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
+    result = demo("--only", "saga", "--faults", "none", "--workdir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "saga" / "saga-services.sqlite").is_file()
 
 
 @pytest.mark.parametrize(
@@ -73,7 +86,7 @@ def test_the_same_seed_injects_the_same_faults_again(
     temporal_loop: Any, temporal_dev_env: Any, fault_log: Any, tmp_path: Path
 ) -> None:
     """What ``--chaos`` promises: rerunning a seed replays its fault schedule exactly."""
-    from patterns.saga import demonstrate
+    from patterns.demo import demonstrate_saga as demonstrate
 
     plan = faults.RandomPlan.parse("fail=0.2,duplicate=0.2", seed=5)
     schedules = []

@@ -11,6 +11,8 @@ from temporalio.exceptions import ApplicationError
 import faults
 import faults.testing
 from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
+from patterns.demo import check_batch
+from patterns.demo._fanout import chunks_failed_for_good
 from patterns.fanout import (
     RECORD_FAILED_TYPE,
     BatchConfig,
@@ -24,7 +26,6 @@ from patterns.fanout import (
     invalid_records,
     record_id,
 )
-from patterns.fanout._demo import check_batch
 
 ACTIVITIES = FanOutActivities()
 
@@ -54,8 +55,17 @@ def batch(database: str, count: int, seed: int = 7, **config: Any) -> BatchReque
     )
 
 
-def assert_checks_hold(seed: int, result: BatchResult, database: str) -> None:
-    failed = [c for c in check_batch(seed, result, database) if not c.held]
+def assert_checks_hold(
+    harness: faults.testing.FaultHarness,
+    seed: int,
+    outcome: faults.testing.RunOutcome[BatchResult],
+    database: str,
+) -> None:
+    """The demonstration's fan-in checks, with the failed chunks read from the run's histories."""
+    assert harness.loop is not None and outcome.result is not None
+    result = outcome.result
+    failed_chunks = harness.loop.run(chunks_failed_for_good(harness.client, outcome.workflow_id))
+    failed = [c for c in check_batch(seed, result, database, failed_chunks) if not c.held]
     assert not failed, failed
 
 
@@ -71,7 +81,7 @@ def test_a_clean_batch_stores_every_valid_record_once(
     assert invalid, "seed 7 should draw some invalid records"
     assert result.all_failures() == invalid
     assert result.succeeded == result.stored == 120 - len(invalid)
-    assert_checks_hold(request.seed, result, database)
+    assert_checks_hold(harness, request.seed, outcome, database)
 
 
 def test_segments_run_as_child_workflows_and_fan_in_exactly(
@@ -81,7 +91,7 @@ def test_segments_run_as_child_workflows_and_fan_in_exactly(
     outcome = harness.run(FanOutBatchWorkflow.run, request)
     assert outcome.succeeded, outcome.describe()
     assert outcome.result is not None
-    assert_checks_hold(request.seed, outcome.result, database)
+    assert_checks_hold(harness, request.seed, outcome, database)
     assert outcome.result.all_failures() == invalid_records(11, 0, 95)
 
     async def child_result() -> Any:
@@ -111,7 +121,7 @@ def test_re_executed_chunks_store_each_record_once(
     assert sum(i.kind == "duplicate" for i in outcome.injections) == 6
     assert outcome.result is not None
     assert outcome.result.failed_ranges == ()
-    assert_checks_hold(request.seed, outcome.result, database)
+    assert_checks_hold(harness, request.seed, outcome, database)
 
 
 def test_a_chunk_that_fails_for_good_is_reported_and_its_stored_rows_removed(
@@ -134,7 +144,7 @@ def test_a_chunk_that_fails_for_good_is_reported_and_its_stored_rows_removed(
     expected = {k: v for k, v in invalid_records(5, 0, 50).items() if not 20 <= int(k[5:]) < 30}
     expected.update({record_id(i): failed.reason for i in range(20, 30)})
     assert result.all_failures() == expected
-    assert_checks_hold(request.seed, result, database)
+    assert_checks_hold(harness, request.seed, outcome, database)
 
 
 def test_fail_fast_names_the_first_invalid_record(
@@ -179,7 +189,7 @@ def test_local_activity_chunks_fan_in_exactly_under_faults(
     assert outcome.succeeded, outcome.describe()
     assert outcome.result is not None
     assert [(r.start, r.end) for r in outcome.result.failed_ranges] == [(40, 45)]
-    assert_checks_hold(request.seed, outcome.result, database)
+    assert_checks_hold(harness, request.seed, outcome, database)
 
 
 @pytest.mark.parametrize(
@@ -212,12 +222,13 @@ def test_bad_configuration_is_refused_with_the_field_named(build: Any, message: 
 def test_the_demonstration_holds_its_invariants(
     temporal_loop: faults.testing.EventLoopThread, temporal_client: Any, tmp_path: Path
 ) -> None:
-    from patterns.fanout import demonstrate
-    from patterns.fanout._demo import DEFAULT_PLAN
+    from patterns.demo import FANOUT_PLAN, demonstrate_fanout
 
     lines: list[str] = []
     report = temporal_loop.run(
-        demonstrate(temporal_client, seed=4, plan=DEFAULT_PLAN, workdir=tmp_path, say=lines.append),
+        demonstrate_fanout(
+            temporal_client, seed=4, plan=FANOUT_PLAN, workdir=tmp_path, say=lines.append
+        ),
         timeout=120,
     )
     assert report.ok, report.checks

@@ -283,7 +283,7 @@ def test_cancelled_order_is_compensated_and_a_late_step_is_refused(
 def test_demonstrate_holds_every_invariant(
     temporal_client: Any, temporal_loop: Any, tmp_path: Path
 ) -> None:
-    from patterns.saga import demonstrate
+    from patterns.demo import demonstrate_saga as demonstrate
 
     lines: list[str] = []
     report = temporal_loop.run(
@@ -298,7 +298,7 @@ def test_demonstrate_holds_every_invariant(
 def test_demonstrate_under_random_faults(
     temporal_client: Any, temporal_loop: Any, tmp_path: Path
 ) -> None:
-    from patterns.saga import demonstrate
+    from patterns.demo import demonstrate_saga as demonstrate
 
     chaos = faults.RandomPlan.parse("fail=0.2,duplicate=0.2", seed=3)
     report = temporal_loop.run(

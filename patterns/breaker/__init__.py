@@ -5,8 +5,7 @@
 * :class:`CircuitBreakerEntity` / :class:`BreakerClient` - the durable entity and its client;
 * :class:`EntityBreaker` - guarded calls from workflow code through the entity;
 * :class:`LocalBreaker` - the lightweight breaker kept inside one workflow;
-* :class:`Downstream` - a flaky service (state in SQLite) to protect;
-* :func:`demonstrate` - the pattern's demonstration for ``python -m patterns``.
+* :class:`Downstream` - a flaky service (state in SQLite) to protect.
 """
 
 from ._caller import (
@@ -27,7 +26,6 @@ from ._client import (
     breaker_record,
 )
 from ._config import BreakerConfig, BreakerConfigError
-from ._demo import demonstrate
 from ._downstream import UNAVAILABLE_TYPE, Downstream, DownstreamRequest
 from ._entity import (
     AcquireResult,
@@ -86,6 +84,5 @@ __all__ = [
     "Transition",
     "breaker_acquire",
     "breaker_record",
-    "demonstrate",
     "entity_id",
 ]

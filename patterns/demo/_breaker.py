@@ -13,19 +13,20 @@ from temporalio.worker import Worker
 
 import faults
 
-from .._report import DemoReport, InvariantCheck, Say
-from ._caller import (
+from ..breaker import (
+    BREAKER_ACTIVITIES,
+    BreakerClient,
+    BreakerConfig,
     CallOutcome,
     CallRequest,
+    CircuitBreakerEntity,
+    Downstream,
     GuardedCallWorkflow,
     LocalBreakerLoopWorkflow,
     LoopRequest,
+    Transition,
 )
-from ._client import BREAKER_ACTIVITIES, BreakerClient
-from ._config import BreakerConfig
-from ._downstream import Downstream
-from ._entity import CircuitBreakerEntity
-from ._machine import Transition
+from ._report import DemoReport, InvariantCheck, Say
 
 DEMO_CONFIG = BreakerConfig(
     failure_rate_threshold=0.5,

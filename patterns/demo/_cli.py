@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import contextlib
 import logging
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -21,11 +20,18 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 import faults
 import faults.testing
 
-from ._report import DemoReport, Say
-from ._sqlite import ServiceDatabaseError
+from .._sqlite import ServiceDatabaseError
+from ._breaker import demonstrate as demonstrate_breaker
+from ._fanout import demonstrate as demonstrate_fanout
+from ._report import Demonstration, DemoReport, Say
+from ._saga import demonstrate as demonstrate_saga
 
-PATTERNS = ("patterns.saga", "patterns.fanout", "patterns.breaker")
-"""The pattern packages demonstrated, in order; each exports ``demonstrate``."""
+PATTERNS: dict[str, Demonstration] = {
+    "saga": demonstrate_saga,
+    "fanout": demonstrate_fanout,
+    "breaker": demonstrate_breaker,
+}
+"""The demonstrations, in the order they run, by the name ``--only`` takes."""
 
 PROGRESS_SECONDS = 3.0
 """How often a long step reports that it is still running."""
@@ -76,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--only",
-        choices=[name.rsplit(".", 1)[1] for name in PATTERNS],
+        choices=list(PATTERNS),
         action="append",
         help="run only this pattern (repeatable)",
     )
@@ -90,16 +96,19 @@ def _plan(parser: argparse.ArgumentParser, spec: str, seed: int) -> faults.Fault
         parser.error(f"argument --faults: {err}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _ui_port(client: Client) -> int:
+    """The Web UI's port on an embedded dev server started with ``ui=True`` and no UI port.
+
+    The server's own port is chosen and held by the SDK as it starts the server,
+    which serves the UI 1000 ports above it: nothing here picks a port and binds it
+    later, so no other process can take it in between.
+    """
+    return int(client.service_client.config.target_host.rsplit(":", 1)[1]) + 1000
 
 
 async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     log = faults.FaultLog()
     plugin = faults.FaultPlugin(log=log, strict=False)
-    ui_port = _free_port() if args.ui else None
     if args.address:
         say(f"connecting to {args.address} ...")
         env = await faults.testing.start_environment(
@@ -107,23 +116,47 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         )
     else:
         say("starting the embedded Temporal dev server on 127.0.0.1 ...")
-        env = await faults.testing.start_environment(
-            "dev", plugins=[plugin], ui=args.ui, ui_port=ui_port
-        )
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="workflow-resilience-"))
-    selected = [n for n in PATTERNS if not args.only or n.rsplit(".", 1)[1] in args.only]
-    async with env:
-        if args.chaos:
-            return await _chaos(env.client, args, selected, workdir, log)
-        say(f"plan: {plan.describe() if plan else 'no faults'}")
-        reports = await _demonstrate(env.client, selected, args.seed, plan, workdir, say)
-        _print_report(reports, log)
-        if args.ui and ui_port is not None:
-            say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
-            try:
-                await faults.testing.until_interrupted()
-            except asyncio.CancelledError:  # a Ctrl-C that came before the wait began
-                pass
+        env = await faults.testing.start_environment("dev", plugins=[plugin], ui=args.ui)
+    selected = [n for n in PATTERNS if not args.only or n in args.only]
+    with contextlib.ExitStack() as keep:
+        if args.workdir is not None:
+            workdir = args.workdir
+        elif args.ui:  # the Web UI's workflows refer to these databases: keep them
+            workdir = Path(tempfile.mkdtemp(prefix="workflow-resilience-"))
+            say(f"services' databases in {workdir} (kept with --ui)")
+        else:
+            workdir = Path(keep.enter_context(_scratch_directory()))
+        async with env:
+            ui_port = _ui_port(env.client) if args.ui and not args.address else None
+            return await _report_or_chaos(env.client, args, plan, selected, workdir, log, ui_port)
+
+
+def _scratch_directory() -> tempfile.TemporaryDirectory[str]:
+    """The services' databases of a run without ``--workdir``: removed when the run ends."""
+    return tempfile.TemporaryDirectory(prefix="workflow-resilience-", ignore_cleanup_errors=True)
+
+
+async def _report_or_chaos(
+    client: Client,
+    args: argparse.Namespace,
+    plan: faults.FaultPlan | None,
+    selected: Sequence[str],
+    workdir: Path,
+    log: faults.FaultLog,
+    ui_port: int | None,
+) -> int:
+    """The report of every selected demonstration (or ``--chaos`` runs); the exit status."""
+    if args.chaos:
+        return await _chaos(client, args, selected, workdir, log)
+    say(f"plan: {plan.describe() if plan else 'no faults'}")
+    reports = await _demonstrate(client, selected, args.seed, plan, workdir, say)
+    _print_report(reports, log)
+    if args.ui and ui_port is not None:
+        say(f"\nWeb UI: http://127.0.0.1:{ui_port}  (Ctrl-C to stop the server)")
+        try:
+            await faults.testing.until_interrupted()
+        except asyncio.CancelledError:  # a Ctrl-C that came before the wait began
+            pass
     return 0 if all(r.ok for r in reports) else 1
 
 
@@ -137,15 +170,13 @@ async def _demonstrate(
 ) -> list[DemoReport]:
     reports = []
     for name in selected:
-        short = name.rsplit(".", 1)[1]
-        module = importlib.import_module(name)
-        out(f"\n== {short}")
+        out(f"\n== {name}")
         started = time.perf_counter()
-        (workdir / short).mkdir(parents=True, exist_ok=True)
-        ticker = asyncio.create_task(_progress(short, started, out))
+        (workdir / name).mkdir(parents=True, exist_ok=True)
+        ticker = asyncio.create_task(_progress(name, started, out))
         try:
-            report: DemoReport = await module.demonstrate(
-                client, seed=seed, plan=plan, workdir=workdir / short, say=out
+            report: DemoReport = await PATTERNS[name](
+                client, seed=seed, plan=plan, workdir=workdir / name, say=out
             )
         finally:
             ticker.cancel()
@@ -192,7 +223,7 @@ async def _chaos(
             for injection in log.records()[injected_before:]:
                 this_run.record(injection)
             _print_report(reports, this_run)
-            only = "".join(f" --only {n.rsplit('.', 1)[1]}" for n in selected)
+            only = "".join(f" --only {n}" for n in selected)
             say(
                 f"\nchaos run {i + 1} of {args.chaos} violated an invariant; reproduce with:\n"
                 f"  python -m patterns --seed {seed} --faults '{args.faults}'{only}"

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import temporalio.client
+
+import faults
+
+from .._checks import InvariantCheck
+
+__all__ = ["DemoReport", "Demonstration", "InvariantCheck", "Say"]
 
 Say = Callable[[str], None]
 """Prints one progress or report line."""
-
-
-@dataclass(frozen=True)
-class InvariantCheck:
-    """One invariant a demonstration checked, and whether it held."""
-
-    name: str
-    held: bool
-    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,19 @@ class DemoReport:
     def ok(self) -> bool:
         """Whether every invariant held."""
         return all(check.held for check in self.checks)
+
+
+class Demonstration(Protocol):
+    """A pattern's demonstration: runs on ``client`` under ``plan`` and reports its checks."""
+
+    def __call__(
+        self,
+        client: temporalio.client.Client,
+        *,
+        seed: int,
+        plan: faults.FaultPlan | None,
+        workdir: Path,
+        say: Say,
+    ) -> Awaitable[DemoReport]:
+        """Run the demonstration; its services keep their state under ``workdir``."""
+        ...

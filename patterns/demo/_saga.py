@@ -14,13 +14,17 @@ from temporalio.worker import Worker
 import faults
 import faults.testing
 
-from .._report import DemoReport, InvariantCheck, Say
-from ._activities import OrderActivities
-from ._invariants import check_invariants, observe_run
-from ._orders import make_catalog, make_order
-from ._services import OrderServices
-from ._types import Order, SagaSettings
-from ._workflow import OrderSaga
+from ..saga import (
+    Order,
+    OrderActivities,
+    OrderSaga,
+    OrderServices,
+    SagaSettings,
+    make_catalog,
+    make_order,
+)
+from ..saga._invariants import check_invariants, observe_run
+from ._report import DemoReport, InvariantCheck, Say
 
 
 def _scenarios(seed: int, services: OrderServices) -> list[tuple[str, Order]]:

@@ -15,7 +15,6 @@ from ._fanin import FanIn
 # modules workflows do not run through it rather than re-import them per run.
 with workflow.unsafe.imports_passed_through():
     from ._activities import FanOutActivities
-    from ._demo import demonstrate
     from ._records import (
         Customer,
         EnrichedCustomer,
@@ -71,7 +70,6 @@ __all__ = [
     "RecordFailure",
     "SealRequest",
     "SealResult",
-    "demonstrate",
     "enrich",
     "generate_customer",
     "invalid_records",

@@ -4,13 +4,13 @@
 before their steps, last-in first-out or parallel, each at most once, run on
 cancellation, a pivot after which steps are retried to completion).
 :class:`OrderSaga` uses it over the SQLite-backed :class:`OrderServices`
-through :class:`OrderActivities`; :func:`demonstrate` shows it end to end.
+through :class:`OrderActivities`.
 """
 
 from temporalio import workflow
 
-# Only OrderSaga's own module needs the sandbox; the rest (services, Faker, the
-# demonstration) is passed through so each workflow run does not re-import it.
+# Only OrderSaga's own module needs the sandbox; the rest (services, Faker) is
+# passed through so each workflow run does not re-import it.
 with workflow.unsafe.imports_passed_through():
     from ._activities import (
         ALL_ACTIVITIES,
@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
         STEP_ACTIVITIES,
         OrderActivities,
     )
-    from ._demo import demonstrate
     from ._orders import Product, make_catalog, make_order
     from ._saga import (
         Compensation,
@@ -91,7 +90,6 @@ __all__ = [
     "SagaReport",
     "SagaSettings",
     "UnknownSku",
-    "demonstrate",
     "make_catalog",
     "make_order",
     "validate_order",

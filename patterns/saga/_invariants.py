@@ -11,7 +11,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from .._report import InvariantCheck
+from .._checks import InvariantCheck
 from ._activities import COMPENSATION_ACTIVITIES, STEP_ACTIVITIES
 from ._orders import make_catalog, make_order
 from ._services import OrderLedger, OrderServices
