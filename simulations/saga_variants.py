@@ -1,21 +1,302 @@
 """Deliberately broken order sagas: each breaks one saga invariant.
 
-The simulations must catch every one of them, which shows each property can fail.
+Every variant runs :func:`process_order`: the order logic of
+:class:`~patterns.saga.OrderSaga` (validate, check the catalog, screen; charge,
+reserve, ship as the pivot; confirm until sent; compensate on failure), written
+from the public :class:`~patterns.saga.Saga` helper and the public activities,
+with exactly one deliberate :class:`Breakage`. :class:`FaithfulOrderSaga` runs
+it with no breakage and must hold every invariant, so each variant is caught
+for its one change. :class:`NonIdempotentRefundActivities` breaks a service
+instead, under the unchanged :class:`~patterns.saga.OrderSaga`.
+
+The simulations must catch every variant, which shows each property can fail.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import functools
+import itertools
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from patterns._sqlite import transaction
-    from patterns.saga import Order, OrderActivities, OrderResult, OrderSaga, Saga, SagaSettings
-    from patterns.saga._saga import Compensation, SagaReport
+    from patterns.saga import (
+        COMPENSATION_ACTIVITIES,
+        FRAUD_SCREEN_PATCH,
+        Compensation,
+        CompensationOutcome,
+        InvalidOrderError,
+        Order,
+        OrderActivities,
+        OrderKeys,
+        OrderResult,
+        Saga,
+        SagaCompensationError,
+        SagaOptions,
+        SagaReport,
+        SagaSettings,
+        validate_order,
+    )
 
-T = TypeVar("T")
+
+class Breakage(enum.Enum):
+    """The one deliberate change a variant makes to the order logic."""
+
+    NONE = "none"
+    """The order logic as :class:`~patterns.saga.OrderSaga` runs it."""
+    COMPENSATE_AFTER_STEP = "compensate after step"
+    """A compensation is registered only once its step reported success."""
+    FIRST_IN_FIRST_OUT = "first in, first out"
+    """Compensations run in the order of their steps."""
+    NO_PIVOT = "no pivot"
+    """Shipping commits nothing: the confirmation is an ordinary step, compensated on failure."""
+    SILENT_COMPENSATION = "silent compensation"
+    """A compensation that failed for good is swallowed; the order fails as compensated."""
+    LYING_COMPENSATION = "lying compensation"
+    """No compensation runs; every one is reported as failed."""
+    UNCONFIRMED_COMPLETION = "unconfirmed completion"
+    """The confirmation gets ordinary retries; when they run out the order completes unsent."""
+
+
+def _execute(
+    method: Callable[..., Any],
+    *args: Any,
+    settings: SagaSettings,
+    attempts: int,
+    activity_id: str | None = None,
+) -> Awaitable[Any]:
+    """One activity call with the order saga's timeout and a retry policy of ``attempts``."""
+    return workflow.execute_activity_method(
+        method,
+        args=list(args),
+        activity_id=activity_id,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=settings.retry_interval_ms),
+            maximum_interval=timedelta(seconds=1),
+            maximum_attempts=attempts,
+        ),
+    )
+
+
+async def _step(
+    saga: Saga,
+    breakage: Breakage,
+    action: Callable[[], Awaitable[Any]],
+    compensation: tuple[str, Compensation],
+) -> Any:
+    """Run one forward step; its compensation is registered first (or, broken, after)."""
+    if breakage is Breakage.COMPENSATE_AFTER_STEP:
+        result = await action()
+        saga.add_compensation(*compensation)
+        return result
+    return await saga.step(action, compensation=compensation)
+
+
+async def _compensate(
+    saga: Saga, breakage: Breakage, registered: list[tuple[str, Compensation]]
+) -> SagaReport:
+    """Undo the registered steps as ``breakage`` says (correctly: ``saga.compensate()``)."""
+    if breakage is Breakage.FIRST_IN_FIRST_OUT:
+        fifo = Saga(saga.options)  # last in, first out over the reversed list
+        for name, compensation in reversed(registered):
+            fifo.add_compensation(name, compensation)
+        return await fifo.compensate()
+    if breakage is Breakage.SILENT_COMPENSATION:
+        try:
+            return await saga.compensate()
+        except SagaCompensationError:
+            return SagaReport()
+    if breakage is Breakage.LYING_COMPENSATION:
+        outcomes = (
+            CompensationOutcome(n, "failed", "unavailable") for n in COMPENSATION_ACTIVITIES
+        )
+        raise SagaCompensationError(SagaReport(tuple(outcomes)))
+    return await saga.compensate()
+
+
+def _failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
+    """What fails a compensated order: a cancellation, or ``OrderFailed`` (as in OrderSaga)."""
+    done = ", ".join(compensated)
+    if is_cancelled_exception(error):
+        return CancelledError(f"order {order_id} was cancelled and compensated ({done})")
+    return ApplicationError(
+        f"order {order_id} failed and was compensated ({done}): {error}",
+        type="OrderFailed",
+        non_retryable=True,
+    )
+
+
+async def process_order(order: Order, settings: SagaSettings, breakage: Breakage) -> OrderResult:
+    """OrderSaga's order logic with one deliberate ``breakage``; call it from workflow code."""
+    try:
+        validate_order(order)
+    except InvalidOrderError as err:
+        raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
+    step = functools.partial(_execute, settings=settings, attempts=settings.step_attempts)
+    undo = functools.partial(_execute, settings=settings, attempts=settings.compensation_attempts)
+    await step(OrderActivities.check_catalog, [item.sku for item in order.items])
+    if workflow.patched(FRAUD_SCREEN_PATCH):
+        await step(OrderActivities.screen, order.order_id, order.email, order.total_cents)
+
+    keys = OrderKeys.for_workflow(workflow.info().workflow_id)
+    oid = order.order_id
+    saga = Saga(
+        SagaOptions(
+            parallel_compensation=settings.parallel_compensation,
+            continue_on_error=settings.continue_on_error,
+            completion_backoff=timedelta(milliseconds=settings.retry_interval_ms),
+            max_completion_backoff=timedelta(seconds=30),
+        )
+    )
+    compensations: list[tuple[str, Compensation]] = [
+        ("refund", lambda: undo(OrderActivities.refund, keys.refund, keys.charge, oid)),
+        ("release", lambda: undo(OrderActivities.release, keys.reserve, oid)),
+        ("cancel_shipment", lambda: undo(OrderActivities.cancel_shipment, keys.ship, oid)),
+    ]
+    registered: list[tuple[str, Compensation]] = []
+    confirm_ids = (f"confirm-{n}" for n in itertools.count(1))
+
+    def confirm(attempts: int) -> Awaitable[Any]:
+        return _execute(
+            OrderActivities.confirm,
+            keys.confirm,
+            oid,
+            order.email,
+            settings=settings,
+            attempts=attempts,
+            activity_id=next(confirm_ids),
+        )
+
+    try:
+        registered.append(compensations[0])
+        charged: int = await _step(
+            saga,
+            breakage,
+            lambda: step(
+                OrderActivities.charge, keys.charge, oid, order.card_token, order.total_cents
+            ),
+            compensations[0],
+        )
+        registered.append(compensations[1])
+        await _step(
+            saga,
+            breakage,
+            lambda: step(OrderActivities.reserve, keys.reserve, oid, order.items),
+            compensations[1],
+        )
+        registered.append(compensations[2])
+        ship = functools.partial(step, OrderActivities.ship, keys.ship, oid, order.address)
+        if breakage is Breakage.NO_PIVOT:
+            await _step(saga, breakage, ship, compensations[2])
+            await confirm(settings.step_attempts)
+        else:
+            await saga.pivot(ship, compensation=compensations[2])
+    except (Exception, asyncio.CancelledError) as err:
+        report = await _compensate(saga, breakage, registered)
+        if isinstance(err, asyncio.CancelledError):
+            raise
+        raise _failure(oid, err, report.compensated) from err
+
+    if breakage is Breakage.UNCONFIRMED_COMPLETION:
+        try:
+            await confirm(settings.step_attempts)
+        except ActivityError:
+            workflow.logger.warning("order %s completes without its confirmation", oid)
+    elif breakage is not Breakage.NO_PIVOT:
+        await saga.complete(lambda: confirm(0))  # 0: retried until it succeeds
+    return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
+
+
+@workflow.defn(sandboxed=False)
+class FaithfulOrderSaga:
+    """:func:`process_order` unbroken: holds every invariant, as OrderSaga does."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` as OrderSaga does."""
+        return await process_order(order, settings, Breakage.NONE)
+
+
+@workflow.defn(sandboxed=False)
+class CompensateAfterStepSaga:
+    """Breaks atomicity: registers a compensation only once its step reported success.
+
+    Only a step whose completion is lost on every attempt (it committed, then
+    failed for good) exposes it: that step is never undone.
+    """
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.COMPENSATE_AFTER_STEP`."""
+        return await process_order(order, settings, Breakage.COMPENSATE_AFTER_STEP)
+
+
+@workflow.defn(sandboxed=False)
+class FirstInFirstOutSaga:
+    """Breaks reverse order: compensates first-in first-out."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.FIRST_IN_FIRST_OUT`."""
+        return await process_order(order, settings, Breakage.FIRST_IN_FIRST_OUT)
+
+
+@workflow.defn(sandboxed=False)
+class NoPivotSaga:
+    """Breaks the pivot: a failed confirmation cancels a shipment that already exists."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.NO_PIVOT`."""
+        return await process_order(order, settings, Breakage.NO_PIVOT)
+
+
+@workflow.defn(sandboxed=False)
+class SilentCompensationSaga:
+    """Breaks reporting: a compensation that fails for good is swallowed."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.SILENT_COMPENSATION`."""
+        return await process_order(order, settings, Breakage.SILENT_COMPENSATION)
+
+
+@workflow.defn(sandboxed=False)
+class LyingCompensationSaga:
+    """Breaks atomicity behind a self-report: runs no compensation, reports all as failed.
+
+    An oracle that took the workflow's ``SagaCompensationError`` details as the
+    truth would excuse every step it left committed.
+    """
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.LYING_COMPENSATION`."""
+        return await process_order(order, settings, Breakage.LYING_COMPENSATION)
+
+
+@workflow.defn(sandboxed=False)
+class UnconfirmedCompletionSaga:
+    """Breaks the post-pivot steps: completes the order although its confirmation was never sent."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.UNCONFIRMED_COMPLETION`."""
+        return await process_order(order, settings, Breakage.UNCONFIRMED_COMPLETION)
 
 
 class NonIdempotentRefundActivities(OrderActivities):
@@ -23,6 +304,7 @@ class NonIdempotentRefundActivities(OrderActivities):
 
     @activity.defn(name="refund")
     def refund(self, key: str, charge_key: str, order_id: str) -> int:
+        """Refund the charge again on every call (the bug)."""
         with transaction(self.services.connection()) as conn:
             row = conn.execute(
                 "SELECT amount_cents FROM charges WHERE key = ?", (charge_key,)
@@ -40,79 +322,3 @@ class NonIdempotentRefundActivities(OrderActivities):
                 (key, order_id),
             )
         return int(row[0])
-
-
-@workflow.defn(sandboxed=False)
-class CompensateAfterStepSaga(OrderSaga):
-    """Breaks atomicity: registers a compensation only once its step reported success."""
-
-    async def run_step(
-        self, saga: Saga, action: Callable[[], Awaitable[T]], compensation: tuple[str, Compensation]
-    ) -> T:
-        result = await action()
-        saga.add_compensation(*compensation)
-        return result
-
-    @workflow.run
-    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
-        return await super().run(order, settings)
-
-
-class _FifoSaga(Saga):
-    def _compensation_order(self) -> list[Any]:
-        return list(self._entries)
-
-
-@workflow.defn(sandboxed=False)
-class FirstInFirstOutSaga(OrderSaga):
-    """Breaks reverse order: compensates first-in first-out."""
-
-    def new_saga(self, settings: SagaSettings) -> Saga:
-        return _FifoSaga(super().new_saga(settings).options)
-
-    @workflow.run
-    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
-        return await super().run(order, settings)
-
-
-class _NoPivotSaga(Saga):
-    async def pivot(self, action: Any, *, compensation: Any = None) -> Any:
-        return await self.step(action, compensation=compensation)
-
-    async def complete(self, action: Callable[[], Awaitable[T]]) -> T:
-        return await action()
-
-
-@workflow.defn(sandboxed=False)
-class NoPivotSaga(OrderSaga):
-    """Breaks the pivot: the confirmation gets ordinary retries and may fail the order."""
-
-    def new_saga(self, settings: SagaSettings) -> Saga:
-        return _NoPivotSaga(super().new_saga(settings).options)
-
-    def post_pivot_attempts(self, settings: SagaSettings) -> int:
-        return settings.step_attempts
-
-    @workflow.run
-    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
-        return await super().run(order, settings)
-
-
-class _SilentSaga(Saga):
-    async def compensate(self) -> SagaReport:
-        try:
-            return await super().compensate()
-        except Exception:
-            return SagaReport()
-
-
-@workflow.defn(sandboxed=False)
-class SilentCompensationSaga(OrderSaga):
-    """Breaks reporting: a compensation that fails for good is swallowed."""
-
-    def new_saga(self, settings: SagaSettings) -> Saga:
-        return _SilentSaga(super().new_saga(settings).options)
-
-    @workflow.run
-    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
-        return await super().run(order, settings)

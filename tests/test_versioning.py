@@ -8,6 +8,7 @@ existed (``tests/fixtures/record_order_saga_histories.py``).
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.common import RetryPolicy
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
@@ -35,12 +37,22 @@ from patterns.saga._types import Order, OrderResult
 FIXTURES = Path(__file__).parent / "fixtures" / "order_saga_v1"
 
 
+async def screen_unconditionally(order: Order, settings: SagaSettings) -> None:
+    """The fraud-screen activity call with no patch around it."""
+    await workflow.execute_activity_method(
+        OrderActivities.screen,
+        args=[order.order_id, order.email, order.total_cents],
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RetryPolicy(maximum_attempts=settings.step_attempts),
+    )
+
+
 @workflow.defn(name="OrderSaga")
 class UnversionedOrderSaga(OrderSaga):
     """v2 done wrong: the screen added without a patch."""
 
     async def screen(self, order: Order, settings: SagaSettings) -> None:
-        await self.screen_step(order, settings)
+        await screen_unconditionally(order, settings)
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
@@ -53,7 +65,7 @@ class OrderSagaV3(OrderSaga):
 
     async def screen(self, order: Order, settings: SagaSettings) -> None:
         workflow.deprecate_patch(FRAUD_SCREEN_PATCH)
-        await self.screen_step(order, settings)
+        await screen_unconditionally(order, settings)
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:

@@ -107,29 +107,32 @@ def validate_order(order: Order) -> None:
 
 @dataclass(frozen=True)
 class SagaSettings:
-    """How hard the order saga retries: attempts per step and per compensation.
+    """How hard the order saga retries, and how it compensates.
 
     ``step_attempts`` and ``compensation_attempts`` are Temporal's maximum
     attempts for each forward step and each compensation (>= 1). Steps after
     the pivot are always retried until they succeed. ``parallel_compensation``
-    undoes all committed steps at once instead of last-in first-out.
+    undoes all committed steps at once instead of last-in first-out;
+    ``continue_on_error`` (the default) keeps compensating past a compensation
+    that failed for good, and without it the rest are skipped (and reported).
     """
 
     step_attempts: int = 3
     compensation_attempts: int = 5
     retry_interval_ms: int = 10
     parallel_compensation: bool = False
+    continue_on_error: bool = True
 
     def __post_init__(self) -> None:
         for name in ("step_attempts", "compensation_attempts", "retry_interval_ms"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise InvalidOrderError(f"SagaSettings.{name}={value!r} must be an integer >= 1")
-        if not isinstance(self.parallel_compensation, bool):
-            raise InvalidOrderError(
-                f"SagaSettings.parallel_compensation={self.parallel_compensation!r} "
-                "must be True or False"
-            )
+        for name in ("parallel_compensation", "continue_on_error"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidOrderError(
+                    f"SagaSettings.{name}={getattr(self, name)!r} must be True or False"
+                )
 
 
 @dataclass(frozen=True)

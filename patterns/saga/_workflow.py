@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -14,7 +15,7 @@ from temporalio.exceptions import ApplicationError, CancelledError, is_cancelled
 
 with workflow.unsafe.imports_passed_through():
     from ._activities import OrderActivities
-    from ._saga import Compensation, Saga, SagaOptions, describe_error
+    from ._saga import Saga, SagaOptions, describe_error
     from ._types import (
         InvalidOrderError,
         Order,
@@ -24,12 +25,56 @@ with workflow.unsafe.imports_passed_through():
         validate_order,
     )
 
-T = TypeVar("T")
-
 FRAUD_SCREEN_PATCH = "fraud-screen"
 """Patch id of v2's fraud screen. Histories recorded before it (v1) replay without the
 step; once no v1 run remains, the next version calls ``workflow.deprecate_patch`` with
 this id and screens unconditionally, and the version after that drops the call."""
+
+_UNTIL_DONE = 0
+"""``maximum_attempts`` of a step after the pivot: retried until it succeeds."""
+
+
+def _execute(
+    method: Callable[..., Any],
+    *args: Any,
+    settings: SagaSettings,
+    attempts: int,
+    activity_id: str | None = None,
+) -> Awaitable[Any]:
+    """Start one activity call with the saga's timeout and a retry policy of ``attempts``."""
+    return workflow.execute_activity_method(
+        method,
+        args=list(args),
+        activity_id=activity_id,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=settings.retry_interval_ms),
+            maximum_interval=timedelta(seconds=1),
+            maximum_attempts=attempts,
+        ),
+    )
+
+
+def _saga_options(settings: SagaSettings) -> SagaOptions:
+    """How the order's saga compensates, and paces its retries after the pivot."""
+    return SagaOptions(
+        parallel_compensation=settings.parallel_compensation,
+        continue_on_error=settings.continue_on_error,
+        completion_backoff=timedelta(milliseconds=settings.retry_interval_ms),
+        max_completion_backoff=timedelta(seconds=30),
+    )
+
+
+def _compensated_failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
+    """What fails an order once it is compensated: a cancellation, or ``OrderFailed``."""
+    done = ", ".join(compensated)
+    if is_cancelled_exception(error):
+        return CancelledError(f"order {order_id} was cancelled and compensated ({done})")
+    return ApplicationError(
+        f"order {order_id} failed and was compensated ({done}): {describe_error(error)}",
+        type="OrderFailed",
+        non_retryable=True,
+    )
 
 
 @workflow.defn
@@ -54,65 +99,17 @@ class OrderSaga:
         """Where the order is: received, charging, reserving, shipping, compensating, ..."""
         return self._stage
 
-    def new_saga(self, settings: SagaSettings) -> Saga:
-        """The saga that tracks this order's compensations."""
-        return Saga(
-            SagaOptions(
-                parallel_compensation=settings.parallel_compensation,
-                continue_on_error=True,
-                completion_backoff=timedelta(milliseconds=settings.retry_interval_ms),
-                max_completion_backoff=timedelta(seconds=30),
-            )
-        )
-
-    async def run_step(
-        self, saga: Saga, action: Callable[[], Awaitable[T]], compensation: tuple[str, Compensation]
-    ) -> T:
-        """Run one forward step with its compensation (registered first)."""
-        return await saga.step(action, compensation=compensation)
-
-    def post_pivot_attempts(self, settings: SagaSettings) -> int:
-        """Maximum attempts of each execution of a step after the pivot (0: unlimited)."""
-        return 0
-
-    def _call(
-        self,
-        method: Callable[..., Any],
-        *args: Any,
-        attempts: int,
-        settings: SagaSettings,
-        activity_id: str | None = None,
-    ) -> Callable[[], Awaitable[Any]]:
-        def start() -> Awaitable[Any]:
-            return workflow.execute_activity_method(
-                method,
-                args=list(args),
-                activity_id=activity_id,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=settings.retry_interval_ms),
-                    maximum_interval=timedelta(seconds=1),
-                    maximum_attempts=attempts,
-                ),
-            )
-
-        return start
-
     async def screen(self, order: Order, settings: SagaSettings) -> None:
         """v2: screen the order for fraud before any side effect (versioned with a patch)."""
         if workflow.patched(FRAUD_SCREEN_PATCH):
-            await self.screen_step(order, settings)
-
-    async def screen_step(self, order: Order, settings: SagaSettings) -> None:
-        """The fraud-screen activity call."""
-        await self._call(
-            OrderActivities.screen,
-            order.order_id,
-            order.email,
-            order.total_cents,
-            attempts=settings.step_attempts,
-            settings=settings,
-        )()
+            await _execute(
+                OrderActivities.screen,
+                order.order_id,
+                order.email,
+                order.total_cents,
+                settings=settings,
+                attempts=settings.step_attempts,
+            )
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
@@ -121,110 +118,77 @@ class OrderSaga:
             validate_order(order)
         except InvalidOrderError as err:
             raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
-        steps, undo = settings.step_attempts, settings.compensation_attempts
         skus = [item.sku for item in order.items]
-        await self._call(OrderActivities.check_catalog, skus, attempts=steps, settings=settings)()
+        await _execute(
+            OrderActivities.check_catalog, skus, settings=settings, attempts=settings.step_attempts
+        )
         await self.screen(order, settings)
 
         keys = OrderKeys.for_workflow(workflow.info().workflow_id)
-        oid = order.order_id
-        saga = self.new_saga(settings)
+        saga = Saga(_saga_options(settings))
         try:
-            self._stage = "charging"
-            charged: int = await self.run_step(
-                saga,
-                self._call(
-                    OrderActivities.charge,
-                    keys.charge,
-                    oid,
-                    order.card_token,
-                    order.total_cents,
-                    attempts=steps,
-                    settings=settings,
-                ),
-                (
-                    "refund",
-                    self._call(
-                        OrderActivities.refund,
-                        keys.refund,
-                        keys.charge,
-                        oid,
-                        attempts=undo,
-                        settings=settings,
-                    ),
-                ),
-            )
-            self._stage = "reserving"
-            await self.run_step(
-                saga,
-                self._call(
-                    OrderActivities.reserve,
-                    keys.reserve,
-                    oid,
-                    order.items,
-                    attempts=steps,
-                    settings=settings,
-                ),
-                (
-                    "release",
-                    self._call(
-                        OrderActivities.release, keys.reserve, oid, attempts=undo, settings=settings
-                    ),
-                ),
-            )
-            self._stage = "shipping"
-            await saga.pivot(
-                self._call(
-                    OrderActivities.ship,
-                    keys.ship,
-                    oid,
-                    order.address,
-                    attempts=steps,
-                    settings=settings,
-                ),
-                compensation=(
-                    "cancel_shipment",
-                    self._call(
-                        OrderActivities.cancel_shipment,
-                        keys.ship,
-                        oid,
-                        attempts=undo,
-                        settings=settings,
-                    ),
-                ),
-            )
+            charged = await self._commit(saga, order, keys, settings)
         except (Exception, asyncio.CancelledError) as err:
             self._stage = "compensating"
             report = await saga.compensate()
             self._stage = "compensated"
             if isinstance(err, asyncio.CancelledError):
                 raise
-            if is_cancelled_exception(err):
-                raise CancelledError(
-                    f"order {oid} was cancelled and compensated ({', '.join(report.compensated)})"
-                ) from err
-            raise ApplicationError(
-                f"order {oid} failed and was compensated ({', '.join(report.compensated)}): "
-                f"{describe_error(err)}",
-                type="OrderFailed",
-                non_retryable=True,
-            ) from err
+            raise _compensated_failure(order.order_id, err, report.compensated) from err
 
         self._stage = "confirming"
-        tries = itertools.count(1)
-
-        def confirm() -> Awaitable[Any]:
-            # Each execution gets its own activity id: confirm-1, confirm-2, ...
-            return self._call(
-                OrderActivities.confirm,
-                keys.confirm,
-                oid,
-                order.email,
-                attempts=self.post_pivot_attempts(settings),
-                settings=settings,
-                activity_id=f"confirm-{next(tries)}",
-            )()
-
-        await saga.complete(confirm)
+        await saga.complete(self._confirmation(order, keys, settings))
         self._stage = "completed"
-        return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
+        return OrderResult(order.order_id, "completed", charged, keys.ship, keys.confirm)
+
+    async def _commit(
+        self, saga: Saga, order: Order, keys: OrderKeys, settings: SagaSettings
+    ) -> int:
+        """Charge, reserve, then ship (the pivot); returns the amount charged.
+
+        Each step's compensation is registered before the step runs.
+        """
+        oid = order.order_id
+        step = functools.partial(_execute, settings=settings, attempts=settings.step_attempts)
+        undo = functools.partial(
+            _execute, settings=settings, attempts=settings.compensation_attempts
+        )
+        self._stage = "charging"
+        charged: int = await saga.step(
+            lambda: step(
+                OrderActivities.charge, keys.charge, oid, order.card_token, order.total_cents
+            ),
+            compensation=(
+                "refund",
+                lambda: undo(OrderActivities.refund, keys.refund, keys.charge, oid),
+            ),
+        )
+        self._stage = "reserving"
+        await saga.step(
+            lambda: step(OrderActivities.reserve, keys.reserve, oid, order.items),
+            compensation=("release", lambda: undo(OrderActivities.release, keys.reserve, oid)),
+        )
+        self._stage = "shipping"
+        await saga.pivot(
+            lambda: step(OrderActivities.ship, keys.ship, oid, order.address),
+            compensation=(
+                "cancel_shipment",
+                lambda: undo(OrderActivities.cancel_shipment, keys.ship, oid),
+            ),
+        )
+        return charged
+
+    def _confirmation(
+        self, order: Order, keys: OrderKeys, settings: SagaSettings
+    ) -> Callable[[], Awaitable[Any]]:
+        """The confirmation step; each execution gets its own activity id: confirm-1, ..."""
+        tries = itertools.count(1)
+        return lambda: _execute(
+            OrderActivities.confirm,
+            keys.confirm,
+            order.order_id,
+            order.email,
+            settings=settings,
+            attempts=_UNTIL_DONE,
+            activity_id=f"confirm-{next(tries)}",
+        )
