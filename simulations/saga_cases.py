@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,10 +37,13 @@ saga_cases = st.builds(
         step_attempts=st.integers(1, 3),
         compensation_attempts=st.integers(1, 3),
         retry_interval_ms=st.just(5),
+        parallel_compensation=st.booleans(),
+        continue_on_error=st.booleans().map(operator.not_),
     ),
     plan=scripted_plans(ALL_ACTIVITIES, kinds=("fail", "duplicate", "delay"), max_delay=0.02),
 )
-"""Cases that shrink toward an accepted order, one attempt per step, and no faults."""
+"""Cases that shrink toward an accepted order, one attempt per step, compensations one at a
+time that go on past a failure, and no faults."""
 
 
 def run_case(
@@ -57,7 +61,7 @@ def run_case(
     )
     outcome = harness.run(workflow.run, order, case.settings, plan=case.plan)
     assert harness.loop is not None
-    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id, outcome.error))
+    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
     broken = order_violations(services, order, run, before)
     if broken:
         broken["run"] = outcome.describe()

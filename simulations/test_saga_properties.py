@@ -1,15 +1,19 @@
-"""The saga invariants under drawn orders, business outcomes and fault plans.
+"""The saga invariants under drawn orders, business outcomes, settings and fault plans.
 
 Every example runs one order saga on the time-skipping server under a scripted
-fault plan (fail, delay, duplicate on any step or compensation) and checks
-from the services database and the workflow history that:
+fault plan (fail, delay, duplicate on any step or compensation) and checks,
+from the services database and the workflow history only (never from what the
+workflow reports about itself), that:
 
 1. semantic atomicity holds; 2. compensations ran in reverse order;
 3. effects happened exactly once; 4. nothing was compensated after the pivot;
-5. a compensation that failed for good was reported.
+5. every compensation that failed for good was reported, and only those;
+6. a completed order's post-pivot steps were done.
 
-Each property is also run against a broken saga from ``saga_variants`` and must
-fail there, with a small shrunk counterexample.
+(``patterns.saga._invariants`` says which evidence each one reads.) The same
+property holds for :class:`~simulations.saga_variants.FaithfulOrderSaga`, the
+unbroken copy the variants are made from; each broken variant from
+``saga_variants`` must fail its property, with a small shrunk counterexample.
 """
 
 from __future__ import annotations
@@ -22,14 +26,18 @@ from hypothesis import HealthCheck, find, given, settings
 import faults
 import faults.testing
 from patterns.saga import OrderActivities, OrderSaga, OrderServices
+from patterns.saga._invariants import INVARIANTS
 
 from .saga_cases import SagaCase, minimal, run_case, saga_cases
 from .saga_variants import (
     CompensateAfterStepSaga,
+    FaithfulOrderSaga,
     FirstInFirstOutSaga,
+    LyingCompensationSaga,
     NonIdempotentRefundActivities,
     NoPivotSaga,
     SilentCompensationSaga,
+    UnconfirmedCompletionSaga,
 )
 
 
@@ -50,27 +58,47 @@ def test_saga_invariants_hold_under_faults(
     assert run_case(harness, OrderSaga, services, case) == {}
 
 
-VARIANTS = {
-    "1 semantic atomicity": (CompensateAfterStepSaga, OrderActivities),
-    "2 compensations in reverse order": (FirstInFirstOutSaga, OrderActivities),
-    "3 exactly-once effects": (OrderSaga, NonIdempotentRefundActivities),
-    "4 nothing compensated after the pivot": (NoPivotSaga, OrderActivities),
-    "5 failed compensations reported": (SilentCompensationSaga, OrderActivities),
-}
-
-
-@pytest.mark.parametrize("prop", list(VARIANTS))
-def test_each_property_catches_its_broken_variant(
-    fault_harness: Any, services: OrderServices, prop: str
+@given(case=saga_cases)
+def test_the_variants_unbroken_copy_holds_them_too(
+    fault_harness: Any, services: OrderServices, case: SagaCase
 ) -> None:
-    workflow, activities = VARIANTS[prop]
+    faithful = fault_harness(
+        workflows=[FaithfulOrderSaga], activities=OrderActivities(services).activities()
+    )
+    assert run_case(faithful, FaithfulOrderSaga, services, case) == {}
+
+
+VARIANTS = [
+    ("1 semantic atomicity", CompensateAfterStepSaga, OrderActivities),
+    ("1 semantic atomicity", LyingCompensationSaga, OrderActivities),
+    ("2 compensations in reverse order", FirstInFirstOutSaga, OrderActivities),
+    ("3 exactly-once effects", OrderSaga, NonIdempotentRefundActivities),
+    ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
+    ("5 failed compensations reported", SilentCompensationSaga, OrderActivities),
+    ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
+]
+
+
+def test_every_invariant_has_a_broken_variant() -> None:
+    assert sorted({prop for prop, _, _ in VARIANTS}) == sorted(INVARIANTS)
+
+
+@pytest.mark.parametrize(
+    ("prop", "workflow", "activities"),
+    VARIANTS,
+    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in VARIANTS],
+)
+def test_each_property_catches_its_broken_variant(
+    fault_harness: Any, services: OrderServices, prop: str, workflow: type, activities: type
+) -> None:
     broken = fault_harness(workflows=[workflow], activities=activities(services).activities())
-    found: list[dict[str, Any]] = []
+    tried: list[SagaCase] = []
+    caught_at: list[int] = []
 
     def violates(case: SagaCase) -> bool:
-        failures = run_case(broken, workflow, services, case)
-        if prop in failures:
-            found.append(failures)
+        tried.append(case)
+        if prop in run_case(broken, workflow, services, case):
+            caught_at.append(len(tried))
             return True
         return False
 
@@ -84,7 +112,10 @@ def test_each_property_catches_its_broken_variant(
             suppress_health_check=list(HealthCheck),
         ),
     )
-    print(f"{prop}: {workflow.__name__}/{activities.__name__} minimal case: {minimal(shrunk)}")
+    print(
+        f"{prop}: {workflow.__name__}/{activities.__name__} caught at example {caught_at[0]} "
+        f"({len(tried)} runs with shrinking); minimal case: {minimal(shrunk)}"
+    )
     assert len(shrunk.plan.faults) <= 2, minimal(shrunk)
     assert shrunk.settings.step_attempts <= 2 and shrunk.settings.compensation_attempts <= 2
     assert prop in run_case(broken, workflow, services, shrunk)  # the shrunk case reproduces

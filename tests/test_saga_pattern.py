@@ -14,14 +14,23 @@ from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
 from patterns.saga import (
     DECLINED_CARD,
     Address,
+    CompensationOutcome,
+    JournalEntry,
     LineItem,
     Order,
     OrderActivities,
+    OrderLedger,
     OrderSaga,
     OrderServices,
     SagaSettings,
 )
-from patterns.saga._invariants import check_invariants, failed_checks, observe_run
+from patterns.saga._invariants import (
+    SagaRun,
+    ScheduledActivity,
+    check_invariants,
+    failed_checks,
+    observe_run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +68,7 @@ def run_and_check(
     before = {sku: services.stock(sku) for sku in skus}
     outcome = harness.run(OrderSaga.run, order, settings or SagaSettings(), plan=plan)
     assert harness.loop is not None
-    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id, outcome.error))
+    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
     ledger = services.ledger(order.order_id)
     after = {sku: services.stock(sku) for sku in skus}
     checks = check_invariants(order, ledger, run, before, after)
@@ -211,6 +220,30 @@ def test_a_compensation_that_keeps_failing_is_reported(
     assert ledger.refunded_cents == order.total_cents  # the saga went on past the failure
 
 
+def test_stop_on_error_skips_the_rest_and_reports_what_it_skipped(
+    harness: Any, services: OrderServices
+) -> None:
+    order = fresh_order(services, address=Address("1 Ice Shelf", "McMurdo", "0000", "AQ"))
+    outcome, ledger = run_and_check(
+        harness,
+        services,
+        order,
+        SagaSettings(compensation_attempts=1, continue_on_error=False),
+        plan(("release", 1, Fail())),
+    )
+    assert outcome.cause.type == "SagaCompensationError"
+    assert [(d["name"], d["status"]) for d in outcome.cause.details] == [
+        ("release", "failed"),
+        ("refund", "skipped"),
+    ]
+    assert [(e.op, e.effect) for e in ledger.journal] == [
+        ("charge", "applied"),
+        ("reserve", "applied"),
+        ("cancel_shipment", "noop"),
+    ]
+    assert ledger.net_charge_cents == order.total_cents  # left charged, and reported
+
+
 def test_steps_after_the_pivot_are_retried_to_completion(
     harness: Any, services: OrderServices
 ) -> None:
@@ -290,7 +323,7 @@ def test_demonstrate_holds_every_invariant(
         demonstrate(temporal_client, seed=7, plan=None, workdir=tmp_path, say=lines.append)
     )
     assert report.ok, report.checks
-    assert len(report.checks) == 5 and len(report.summary) == 4
+    assert len(report.checks) == 6 and len(report.summary) == 4
     assert "completed" in report.summary[0] and "OrderFailed" in report.summary[1]
     assert (tmp_path / "saga-services.sqlite").exists() and lines
 
@@ -305,3 +338,125 @@ def test_demonstrate_under_random_faults(
         demonstrate(temporal_client, seed=11, plan=chaos, workdir=tmp_path, say=lambda _: None)
     )
     assert report.ok, report.checks
+
+
+# ---------------------------------------------------------------- the oracle on made-up evidence
+
+UNSERVED = Order(
+    order_id="made-up",
+    customer="Ada Lovelace",
+    email="ada@example.com",
+    card_token="tok_visa",
+    address=Address("1 Ice Shelf", "McMurdo", "0000", "AQ"),
+    items=[LineItem("SKU-A", 2, 1250)],
+)
+FORWARD = (("check_catalog", "completed"), ("screen", "completed"), ("charge", "completed"))
+SHIP_REFUSED = (*FORWARD, ("reserve", "completed"), ("ship", "failed"))
+
+
+def history(*ends: tuple[str, str]) -> tuple[ScheduledActivity, ...]:
+    return tuple(ScheduledActivity(name, str(n), end, 1) for n, (name, end) in enumerate(ends, 1))
+
+
+def journal(*entries: tuple[str, str]) -> list[JournalEntry]:
+    return [JournalEntry(n, op, f"k:{op}", effect) for n, (op, effect) in enumerate(entries, 1)]
+
+
+def claims(*entries: tuple[str, str]) -> tuple[CompensationOutcome, ...]:
+    return tuple(CompensationOutcome(name, status, "made up") for name, status in entries)
+
+
+def left_charged_and_reserved(*entries: tuple[str, str]) -> OrderLedger:
+    return OrderLedger(
+        "made-up",
+        charged_cents=2500,
+        refunded_cents=0,
+        reserved={"SKU-A": 2},
+        shipments={},
+        confirmations=0,
+        journal=journal(("charge", "applied"), ("reserve", "applied"), *entries),
+    )
+
+
+def broken(run: SagaRun, ledger: OrderLedger) -> set[str]:
+    return set(failed_checks(check_invariants(UNSERVED, ledger, run, {"SKU-A": 10}, {"SKU-A": 8})))
+
+
+def failed_run(settings: SagaSettings, *ends: tuple[str, str], said: Any = ()) -> SagaRun:
+    return SagaRun(
+        "made-up", "compensation_failed", "SagaCompensationError", settings, history(*ends), said
+    )
+
+
+def test_a_report_of_compensations_that_never_ran_excuses_nothing() -> None:
+    """The self-report liar: charged, reserved, compensated nothing, reported all three."""
+    all_three = claims(("refund", "failed"), ("release", "failed"), ("cancel_shipment", "failed"))
+    run = failed_run(SagaSettings(), *SHIP_REFUSED, said=all_three)
+    assert broken(run, left_charged_and_reserved()) == {
+        "1 semantic atomicity",
+        "3 exactly-once effects",
+        "5 failed compensations reported",
+    }
+
+
+def test_compensations_the_history_shows_failing_for_good_are_excused() -> None:
+    run = failed_run(
+        SagaSettings(),
+        *SHIP_REFUSED,
+        ("cancel_shipment", "completed"),
+        ("release", "failed"),
+        ("refund", "failed"),
+        said=claims(("release", "failed"), ("refund", "failed")),
+    )
+    assert broken(run, left_charged_and_reserved(("cancel_shipment", "noop"))) == set()
+
+
+@pytest.mark.parametrize(
+    ("continue_on_error", "expected"),
+    [
+        (False, set()),
+        (
+            True,
+            {"1 semantic atomicity", "3 exactly-once effects", "5 failed compensations reported"},
+        ),
+    ],
+)
+def test_a_skipped_compensation_is_excused_only_where_the_settings_stop_on_error(
+    continue_on_error: bool, expected: set[str]
+) -> None:
+    run = failed_run(
+        SagaSettings(continue_on_error=continue_on_error),
+        *SHIP_REFUSED,
+        ("cancel_shipment", "completed"),
+        ("release", "failed"),
+        said=claims(("release", "failed"), ("refund", "skipped")),
+    )
+    assert broken(run, left_charged_and_reserved(("cancel_shipment", "noop"))) == expected
+
+
+def test_a_compensation_failing_for_good_must_be_reported() -> None:
+    ends = (
+        *SHIP_REFUSED,
+        ("cancel_shipment", "completed"),
+        ("release", "failed"),
+        ("refund", "completed"),
+    )
+    run = SagaRun("made-up", "failed", "OrderFailed", SagaSettings(), history(*ends))
+    ledger = dataclasses.replace(
+        left_charged_and_reserved(("cancel_shipment", "noop"), ("refund", "applied")),
+        refunded_cents=2500,
+    )
+    assert broken(run, ledger) == {
+        "1 semantic atomicity",
+        "3 exactly-once effects",
+        "5 failed compensations reported",
+    }
+
+
+def test_a_completed_order_must_have_sent_its_confirmation() -> None:
+    ends = (*FORWARD, ("reserve", "completed"), ("ship", "completed"), ("confirm", "failed"))
+    run = SagaRun("made-up", "completed", "", SagaSettings(), history(*ends))
+    ledger = dataclasses.replace(
+        left_charged_and_reserved(("ship", "applied")), shipments={"k:ship": "created"}
+    )
+    assert broken(run, ledger) == {"6 post-pivot steps done"}

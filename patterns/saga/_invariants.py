@@ -1,100 +1,416 @@
-"""The saga invariants, checked from the services database and the workflow history."""
+"""The saga invariants, checked from the services database and the workflow history.
+
+Evidence comes from two places the workflow cannot talk round: the services'
+SQLite database (the ledger: charges, refunds, reservations, shipments,
+confirmations, stock; and the journal of every service call and its effect,
+``applied``, ``replayed`` or ``noop``, in call order), and the workflow's
+history as the server recorded it (the input settings; each activity's
+scheduling, and whether it completed or failed for good once its retries ran
+out; how the workflow closed). What the workflow reports about itself, the
+compensations a ``SagaCompensationError`` lists as unfinished, is a *claim*: it
+excuses a step left committed only where the history and the journal back it.
+
+A claim that compensation C did not complete is **backed** when C's step was
+attempted (history), and either C failed for good (its activity's last event is
+``ActivityTaskFailed`` or ``ActivityTaskTimedOut``, written only after its
+retries) and the claim says ``failed``; or C was never scheduled and never
+journaled, the claim says ``skipped``, and the history's settings allow it:
+compensations run one at a time without ``continue_on_error``, and one that
+runs before C failed for good.
+
+1. **semantic atomicity** (journal, history): a completed order applied every
+   step and neither scheduled (history) nor journaled a compensation; an order
+   that did not complete has each applied step's compensation applied
+   (journal), or a backed claim for it.
+2. **compensations in reverse order** (journal, history): when compensations
+   run one at a time (the settings in the history), the first journal entry of
+   each, and their scheduling in the history, follow reverse step order.
+3. **exactly-once effects** (ledger, journal, stock): nothing applied twice,
+   refunds within charges, stock conserved; a completed order is charged its
+   total, holds its items and one live shipment; an order that did not
+   complete holds no net charge, reservation or live shipment except behind a
+   backed claim for the compensation that would undo it.
+4. **nothing compensated after the pivot** (history, journal): once ``ship``
+   completed, the workflow completed and no compensation was scheduled or
+   journaled.
+5. **failed compensations reported, and only those** (history against the
+   claim): every compensation that failed for good is reported as failed, and
+   every reported one is backed.
+6. **post-pivot steps done** (journal, ledger, history): a completed order's
+   confirmation was applied exactly once and a ``confirm`` activity completed;
+   an order that did not complete sent none.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import temporalio.client
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from .._checks import InvariantCheck
 from ._activities import COMPENSATION_ACTIVITIES, STEP_ACTIVITIES
 from ._orders import make_catalog, make_order
+from ._saga import CompensationOutcome
 from ._services import OrderLedger, OrderServices
-from ._types import Order
+from ._types import Order, SagaSettings
 
 RunStatus = Literal["completed", "failed", "compensation_failed", "cancelled"]
-"""How an order saga ended, as its client saw it."""
+"""How an order saga ended, as its history records it."""
 
-_ENDED = {
-    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "completed",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "failed",
-    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "failed",
+ActivityEnd = Literal["completed", "failed", "cancelled", "open"]
+"""How one scheduled activity ended: ``failed`` covers failing or timing out for good."""
+
+_ACTIVITY_ENDS: dict[EventType.ValueType, tuple[str, ActivityEnd]] = {
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("activity_task_completed", "completed"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed", "failed"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("activity_task_timed_out", "failed"),
+    EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED: ("activity_task_canceled", "cancelled"),
 }
+
+_UNDO = dict(zip(STEP_ACTIVITIES, COMPENSATION_ACTIVITIES, strict=True))
+_STEP_OF = {comp: step for step, comp in _UNDO.items()}
+
+
+@dataclass(frozen=True)
+class ScheduledActivity:
+    """One activity the workflow scheduled, and how its history ends."""
+
+    name: str
+    activity_id: str
+    ended: ActivityEnd
+    attempts: int
+    """The last attempt the history records (0 if no attempt ended)."""
 
 
 @dataclass(frozen=True)
 class SagaRun:
-    """What one order saga run did, from its result and its history.
+    """One order saga run as its history records it.
 
-    ``unfinished`` names the compensations the workflow reported as not
-    completed; ``completed`` and ``failed`` are the activity types that
-    completed, or failed for good after their retries, in the history.
+    ``status``, ``error_type``, ``settings`` and ``activities`` are the
+    server's record. ``claims`` is the workflow's own report (the details of a
+    ``SagaCompensationError``): evidence of nothing until checked against the
+    rest.
     """
 
     workflow_id: str
     status: RunStatus
     error_type: str
-    unfinished: frozenset[str]
-    completed: frozenset[str]
-    failed: frozenset[str]
+    settings: SagaSettings
+    activities: tuple[ScheduledActivity, ...]
+    """Every scheduled activity, in scheduling order."""
+    claims: tuple[CompensationOutcome, ...] = ()
+
+    @property
+    def unfinished(self) -> frozenset[str]:
+        """Names of the compensations the workflow *claims* did not complete."""
+        return frozenset(claim.name for claim in self.claims)
+
+    @property
+    def completed(self) -> frozenset[str]:
+        """Activity types with an execution that completed."""
+        return frozenset(a.name for a in self.activities if a.ended == "completed")
+
+    @property
+    def failed(self) -> frozenset[str]:
+        """Activity types with an execution that failed for good and none that completed."""
+        return frozenset(a.name for a in self.activities if a.ended == "failed") - self.completed
+
+    def scheduled(self, name: str) -> bool:
+        """Whether activity type ``name`` was scheduled at all."""
+        return any(a.name == name for a in self.activities)
 
 
-def _classify(error: BaseException | None) -> tuple[RunStatus, str, frozenset[str]]:
-    if error is None:
-        return "completed", "", frozenset()
-    cause = error.cause if isinstance(error, WorkflowFailureError) else error
-    if isinstance(cause, CancelledError):
-        return "cancelled", "CancelledError", frozenset()
-    if isinstance(cause, ApplicationError) and cause.type == "SagaCompensationError":
-        names = frozenset(
-            str(d["name"]) for d in cause.details if isinstance(d, dict) and "name" in d
-        )
-        return "compensation_failed", cause.type, names
-    kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
-    return "failed", kind or type(cause).__name__, frozenset()
+def _status(failure: BaseException | None, closed: EventType.ValueType) -> tuple[RunStatus, str]:
+    if closed == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        return "completed", ""
+    if closed == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED:
+        return "cancelled", "CancelledError"
+    if isinstance(failure, CancelledError):
+        return "cancelled", "CancelledError"
+    if isinstance(failure, ApplicationError) and failure.type == "SagaCompensationError":
+        return "compensation_failed", failure.type
+    if isinstance(failure, ApplicationError) and failure.type:
+        return "failed", failure.type
+    if failure is not None:
+        return "failed", type(failure).__name__
+    return "failed", EventType.Name(closed).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()
+
+
+def _claims(failure: BaseException | None) -> tuple[CompensationOutcome, ...]:
+    if not isinstance(failure, ApplicationError) or failure.type != "SagaCompensationError":
+        return ()
+    claims = []
+    for detail in failure.details:
+        if isinstance(detail, dict) and "name" in detail:
+            status = detail.get("status")
+            claims.append(
+                CompensationOutcome(
+                    str(detail["name"]),
+                    status if status in ("failed", "skipped") else "failed",
+                    str(detail.get("error", "")),
+                )
+            )
+    return tuple(claims)
 
 
 async def observe_run(
     client: temporalio.client.Client, workflow_id: str, error: BaseException | None = None
 ) -> SagaRun:
-    """Read a finished run's history; ``error`` is what its result raised (``None`` if none)."""
+    """Read a closed run's history: its settings, activities, close and claims.
+
+    ``error`` (what the client's result raised) is not used: the outcome is
+    read from the history. It is accepted so that older callers keep working.
+    """
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    scheduled: dict[int, str] = {}
-    ended: dict[str, set[str]] = {"completed": set(), "failed": set()}
+    converter = client.data_converter
+    settings = SagaSettings()
+    names: dict[int, tuple[str, str]] = {}
+    attempts: dict[int, int] = {}
+    ends: dict[int, ActivityEnd] = {}
+    closed: EventType.ValueType | None = None
+    failure: BaseException | None = None
     for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            attrs = event.activity_task_scheduled_event_attributes
-            scheduled[event.event_id] = attrs.activity_type.name
-        elif event.event_type in _ENDED:
-            field = {
-                EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity_task_completed",
-                EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity_task_failed",
-                EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: "activity_task_timed_out",
-            }[event.event_type]
-            attrs = getattr(event, f"{field}_event_attributes")
-            ended[_ENDED[event.event_type]].add(scheduled[attrs.scheduled_event_id])
-    status, error_type, unfinished = _classify(error)
-    return SagaRun(
-        workflow_id,
-        status,
-        error_type,
-        unfinished,
-        frozenset(ended["completed"]),
-        frozenset(ended["failed"]),
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            attrs = event.workflow_execution_started_event_attributes
+            decoded = await converter.decode_wrapper(attrs.input, [Order, SagaSettings])
+            if len(decoded) > 1 and isinstance(decoded[1], SagaSettings):
+                settings = decoded[1]
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled = event.activity_task_scheduled_event_attributes
+            names[event.event_id] = (scheduled.activity_type.name, scheduled.activity_id)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+            started = event.activity_task_started_event_attributes
+            attempts[started.scheduled_event_id] = started.attempt
+        elif kind in _ACTIVITY_ENDS:
+            field, end = _ACTIVITY_ENDS[kind]
+            ends[getattr(event, f"{field}_event_attributes").scheduled_event_id] = end
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
+            closed = kind
+            copy = Failure()
+            copy.CopyFrom(event.workflow_execution_failed_event_attributes.failure)
+            failure = await converter.decode_failure(copy)
+        elif kind in (
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+            EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+        ):
+            closed = kind
+    if closed is None:
+        raise ValueError(
+            f"workflow {workflow_id!r} has not closed; observe a run after its result is in"
+        )
+    status, error_type = _status(failure, closed)
+    activities = tuple(
+        ScheduledActivity(name, activity_id, ends.get(event_id, "open"), attempts.get(event_id, 0))
+        for event_id, (name, activity_id) in names.items()
     )
-
-
-def _applied(ledger: OrderLedger) -> set[str]:
-    return {e.op for e in ledger.journal if e.effect == "applied"}
+    return SagaRun(workflow_id, status, error_type, settings, activities, _claims(failure))
 
 
 def _check(name: str, problems: list[str]) -> InvariantCheck:
     return InvariantCheck(name, not problems, "; ".join(problems) or "held")
+
+
+def _count(ledger: OrderLedger, op: str, effect: str | None = None) -> int:
+    return sum(1 for e in ledger.journal if e.op == op and effect in (None, e.effect))
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """One run's history and ledger, with the judgements every invariant shares."""
+
+    run: SagaRun
+    ledger: OrderLedger
+
+    def applied(self, op: str) -> bool:
+        return _count(self.ledger, op, "applied") > 0
+
+    def claim(self, comp: str) -> CompensationOutcome | None:
+        return next((c for c in self.run.claims if c.name == comp), None)
+
+    def failed_for_good(self, comp: str) -> bool:
+        return comp in self.run.failed
+
+    def may_skip(self, comp: str) -> bool:
+        """Whether the settings let ``comp`` be skipped, and a compensation before it failed."""
+        settings = self.run.settings
+        if settings.parallel_compensation or settings.continue_on_error:
+            return False
+        lifo = list(reversed(COMPENSATION_ACTIVITIES))
+        return any(self.failed_for_good(c) for c in lifo[: lifo.index(comp)])
+
+    def unbacked(self, comp: str) -> str:
+        """Why a claim that ``comp`` did not complete is not backed ('' when it is)."""
+        claim = self.claim(comp)
+        if claim is None:
+            return f"{comp} not reported"
+        if not self.run.scheduled(_STEP_OF[comp]):
+            return f"{comp} reported {claim.status} but its step was never scheduled (history)"
+        if claim.status == "failed":
+            if self.failed_for_good(comp):
+                return ""
+            if comp in self.run.completed:
+                return f"{comp} reported failed but completed (history)"
+            if not self.run.scheduled(comp):
+                return f"{comp} reported failed but was never scheduled (history)"
+            return f"{comp} reported failed but did not fail for good (history)"
+        if self.run.scheduled(comp):
+            return f"{comp} reported skipped but was scheduled (history)"
+        if _count(self.ledger, comp):
+            return f"{comp} reported skipped but ran (journal)"
+        if not self.may_skip(comp):
+            return (
+                f"{comp} reported skipped, which the settings do not allow "
+                f"(continue_on_error={self.run.settings.continue_on_error}, "
+                f"parallel={self.run.settings.parallel_compensation}, or none failed before it)"
+            )
+        return ""
+
+    def compensations(self) -> list[str]:
+        """Compensations journaled, in the order of their first journal entry."""
+        return list(dict.fromkeys(e.op for e in self.ledger.journal if e.op in _STEP_OF))
+
+    def compensations_scheduled(self) -> list[str]:
+        """Compensations in the history, in the order they were first scheduled."""
+        return list(dict.fromkeys(a.name for a in self.run.activities if a.name in _STEP_OF))
+
+
+def _atomicity(ev: _Evidence) -> list[str]:
+    problems: list[str] = []
+    if ev.run.status == "completed":
+        missing = [s for s in STEP_ACTIVITIES if not ev.applied(s)]
+        if missing:
+            problems.append(f"completed without applying {missing} (journal)")
+        if ev.compensations() or ev.compensations_scheduled():
+            problems.append(
+                f"completed but compensated: journal {ev.compensations()}, "
+                f"history {ev.compensations_scheduled()}"
+            )
+        return problems
+    for step, comp in _UNDO.items():
+        if ev.applied(step) and not ev.applied(comp):
+            why = ev.unbacked(comp)
+            if why:
+                problems.append(f"{ev.run.status} with {step} applied and not undone: {why}")
+    return problems
+
+
+def _reverse_order(ev: _Evidence) -> list[str]:
+    if ev.run.settings.parallel_compensation:
+        return []
+    problems: list[str] = []
+    for where, seen in (("journal", ev.compensations()), ("history", ev.compensations_scheduled())):
+        expected = [c for c in reversed(COMPENSATION_ACTIVITIES) if c in seen]
+        if seen != expected:
+            problems.append(f"compensations ran as {seen} ({where}), expected {expected}")
+    return problems
+
+
+def _exactly_once(
+    ev: _Evidence,
+    order: Order,
+    stock_before: Mapping[str, int],
+    stock_after: Mapping[str, int],
+) -> list[str]:
+    ledger = ev.ledger
+    wanted: dict[str, int] = {}
+    for item in order.items:
+        wanted[item.sku] = wanted.get(item.sku, 0) + item.quantity
+    problems: list[str] = []
+    for op in dict.fromkeys(e.op for e in ledger.journal):
+        count = _count(ledger, op, "applied")
+        if count > 1:
+            problems.append(f"{op} applied {count} times")
+    if ledger.refunded_cents > ledger.charged_cents:
+        problems.append(f"refunded {ledger.refunded_cents} > charged {ledger.charged_cents}")
+    for sku in wanted:
+        if stock_after.get(sku, 0) + ledger.reserved.get(sku, 0) != stock_before.get(sku, 0):
+            problems.append(
+                f"stock of {sku} not conserved: before {stock_before.get(sku)}, "
+                f"after {stock_after.get(sku)}, reserved {ledger.reserved.get(sku, 0)}"
+            )
+    if ev.run.status == "completed":
+        if ledger.net_charge_cents != order.total_cents:
+            problems.append(f"net charge {ledger.net_charge_cents} != total {order.total_cents}")
+        if ledger.reserved != wanted:
+            problems.append(f"reserved {ledger.reserved} != ordered {wanted}")
+        if ledger.live_shipments != 1:
+            problems.append(f"{ledger.live_shipments} live shipments")
+        return problems
+    left = {
+        "refund": (ledger.net_charge_cents != 0, f"net charge {ledger.net_charge_cents}"),
+        "release": (bool(ledger.reserved), f"reservation {ledger.reserved}"),
+        "cancel_shipment": (ledger.live_shipments > 0, f"{ledger.live_shipments} live shipment"),
+    }
+    for comp, (remains, what) in left.items():
+        why = ev.unbacked(comp) if remains else ""
+        if why:
+            problems.append(f"{ev.run.status} order holds {what}: {why}")
+    return problems
+
+
+def _pivot(ev: _Evidence) -> list[str]:
+    if "ship" not in ev.run.completed:
+        return []
+    problems: list[str] = []
+    if ev.run.status != "completed":
+        problems.append(f"pivot (ship) completed but the order ended {ev.run.status}")
+    if ev.compensations() or ev.compensations_scheduled():
+        problems.append(
+            f"compensated after the pivot: journal {ev.compensations()}, "
+            f"history {ev.compensations_scheduled()}"
+        )
+    return problems
+
+
+def _reported(ev: _Evidence) -> list[str]:
+    problems: list[str] = []
+    gave_up = [c for c in COMPENSATION_ACTIVITIES if ev.failed_for_good(c)]
+    if gave_up and ev.run.status == "completed":
+        problems.append(f"{gave_up} failed for good (history) yet the order completed")
+    for comp in gave_up:
+        claim = ev.claim(comp)
+        if claim is None or claim.status != "failed":
+            said = "not reported" if claim is None else f"reported {claim.status}"
+            problems.append(f"{comp} failed for good (history) but {said}")
+    for claim in ev.run.claims:
+        if claim.name not in _STEP_OF:
+            problems.append(f"reported {claim.name!r}, which is not a compensation")
+        elif why := ev.unbacked(claim.name):
+            problems.append(f"claim not backed: {why}")
+    if ev.run.status == "compensation_failed" and not ev.run.claims:
+        problems.append("SagaCompensationError names no compensation")
+    return problems
+
+
+def _post_pivot(ev: _Evidence) -> list[str]:
+    sent, rows = _count(ev.ledger, "confirm", "applied"), ev.ledger.confirmations
+    if ev.run.status != "completed":
+        return [f"{ev.run.status} order sent {rows} confirmation(s)"] if sent or rows else []
+    problems: list[str] = []
+    if sent != 1 or rows != 1:
+        problems.append(f"completed order: confirm applied {sent} times (journal), {rows} rows")
+    if "confirm" not in ev.run.completed:
+        problems.append("completed order: no confirm activity completed (history)")
+    return problems
+
+
+INVARIANTS: Sequence[str] = (
+    "1 semantic atomicity",
+    "2 compensations in reverse order",
+    "3 exactly-once effects",
+    "4 nothing compensated after the pivot",
+    "5 failed compensations reported",
+    "6 post-pivot steps done",
+)
+"""The names of the checks :func:`check_invariants` returns, in order."""
 
 
 def check_invariants(
@@ -104,94 +420,21 @@ def check_invariants(
     stock_before: Mapping[str, int],
     stock_after: Mapping[str, int],
 ) -> list[InvariantCheck]:
-    """Check the five saga invariants for one order whose SKUs no other order touched.
+    """Check the six saga invariants (module docstring) for one order on SKUs of its own.
 
-    1. atomicity: all steps committed and nothing compensated, or the order
-       failed and every committed step was compensated (or reported);
-    2. compensations ran in reverse order of their steps;
-    3. exactly-once effects: net charge, stock, shipments, confirmation;
-    4. once the pivot (ship) completed, the order completed and nothing was
-       compensated;
-    5. a compensation that failed for good is reported, never a silent success.
+    ``ledger`` and the stock are read from the services database; ``run`` from
+    the workflow's history (:func:`observe_run`).
     """
-    applied = _applied(ledger)
-    undo = dict(zip(STEP_ACTIVITIES, COMPENSATION_ACTIVITIES, strict=True))
-    compensations_seen = [e.op for e in ledger.journal if e.op in COMPENSATION_ACTIVITIES]
-    wanted: dict[str, int] = {}
-    for item in order.items:
-        wanted[item.sku] = wanted.get(item.sku, 0) + item.quantity
-
-    atomicity: list[str] = []
-    if run.status == "completed":
-        missing = [s for s in STEP_ACTIVITIES if s not in applied]
-        if missing:
-            atomicity.append(f"completed without committing {missing}")
-        if compensations_seen:
-            atomicity.append(f"completed but ran compensations {compensations_seen}")
-    else:
-        for step, comp in undo.items():
-            if step in applied and comp not in applied and comp not in run.unfinished:
-                atomicity.append(f"{run.status} with {step} committed, neither {comp} nor reported")
-
-    order_problems: list[str] = []
-    first_runs = list(dict.fromkeys(compensations_seen))
-    expected = [c for c in reversed(COMPENSATION_ACTIVITIES) if c in first_runs]
-    if first_runs != expected:
-        order_problems.append(f"compensations ran as {first_runs}, expected {expected}")
-
-    once: list[str] = []
-    for op in {e.op for e in ledger.journal}:
-        count = sum(1 for e in ledger.journal if e.op == op and e.effect == "applied")
-        if count > 1:
-            once.append(f"{op} applied {count} times")
-    if ledger.refunded_cents > ledger.charged_cents:
-        once.append(f"refunded {ledger.refunded_cents} > charged {ledger.charged_cents}")
-    for sku in wanted:
-        if stock_after.get(sku, 0) + ledger.reserved.get(sku, 0) != stock_before.get(sku, 0):
-            once.append(
-                f"stock of {sku} not conserved: before {stock_before.get(sku)}, "
-                f"after {stock_after.get(sku)}, reserved {ledger.reserved.get(sku, 0)}"
-            )
-    if run.status == "completed":
-        if ledger.net_charge_cents != order.total_cents:
-            once.append(f"net charge {ledger.net_charge_cents} != total {order.total_cents}")
-        if ledger.reserved != wanted:
-            once.append(f"reserved {ledger.reserved} != ordered {wanted}")
-        if ledger.live_shipments != 1 or ledger.confirmations != 1:
-            once.append(
-                f"{ledger.live_shipments} live shipments, {ledger.confirmations} confirmations"
-            )
-    else:
-        if ledger.net_charge_cents != 0 and "refund" not in run.unfinished:
-            once.append(f"failed order has net charge {ledger.net_charge_cents}")
-        if ledger.reserved and "release" not in run.unfinished:
-            once.append(f"failed order still reserves {ledger.reserved}")
-        if ledger.live_shipments and "cancel_shipment" not in run.unfinished:
-            once.append("failed order has a live shipment")
-
-    pivot: list[str] = []
-    if "ship" in run.completed:
-        if run.status != "completed":
-            pivot.append(f"pivot (ship) completed but the order ended {run.status}")
-        if compensations_seen:
-            pivot.append(f"compensated after the pivot: {compensations_seen}")
-
-    reported: list[str] = []
-    gave_up = run.failed & set(COMPENSATION_ACTIVITIES)
-    if gave_up and run.status == "completed":
-        reported.append(f"{sorted(gave_up)} failed for good yet the order completed")
-    if not gave_up <= run.unfinished:
-        reported.append(
-            f"{sorted(gave_up - run.unfinished)} failed for good but the workflow did not report it"
-        )
-
-    return [
-        _check("1 semantic atomicity", atomicity),
-        _check("2 compensations in reverse order", order_problems),
-        _check("3 exactly-once effects", once),
-        _check("4 nothing compensated after the pivot", pivot),
-        _check("5 failed compensations reported", reported),
+    ev = _Evidence(run, ledger)
+    problems = [
+        _atomicity(ev),
+        _reverse_order(ev),
+        _exactly_once(ev, order, stock_before, stock_after),
+        _pivot(ev),
+        _reported(ev),
+        _post_pivot(ev),
     ]
+    return [_check(name, found) for name, found in zip(INVARIANTS, problems, strict=True)]
 
 
 def failed_checks(checks: list[InvariantCheck]) -> dict[str, Any]:
