@@ -20,6 +20,7 @@ from typing import Any
 
 from ._interceptor import (
     INJECTED_FAILURE_TYPE,
+    INJECTED_TIMEOUT_TYPE,
     KEY_HEADER,
     LOST_COMPLETION_TYPE,
     PLAN_HEADER,
@@ -31,6 +32,7 @@ from ._interceptor import (
 )
 from ._log import FaultLog
 from ._plan import (
+    ALL_ATTEMPTS,
     FAULT_KINDS,
     ActivityCall,
     Delay,
@@ -45,6 +47,7 @@ from ._plan import (
     RandomPlan,
     ScriptedFault,
     ScriptedPlan,
+    Timeout,
     check_plan_against,
     plan_from_json,
     plan_to_json,
@@ -53,6 +56,7 @@ from ._plugin import FaultPlugin, activity_names, default_log
 
 __all__ = [
     # plans and fault shapes
+    "ALL_ATTEMPTS",
     "FAULT_KINDS",
     "ActivityCall",
     "Delay",
@@ -66,6 +70,7 @@ __all__ = [
     "RandomPlan",
     "ScriptedFault",
     "ScriptedPlan",
+    "Timeout",
     "check_plan_against",
     "plan_from_json",
     "plan_to_json",
@@ -74,6 +79,7 @@ __all__ = [
     "FaultClientInterceptor",
     "FaultWorkerInterceptor",
     "INJECTED_FAILURE_TYPE",
+    "INJECTED_TIMEOUT_TYPE",
     "KEY_HEADER",
     "LOST_COMPLETION_TYPE",
     "PLAN_HEADER",

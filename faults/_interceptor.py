@@ -20,14 +20,22 @@ import hashlib
 import json
 import re
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import temporalio.activity
 import temporalio.client
+import temporalio.exceptions
+import temporalio.service
 import temporalio.workflow
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.empty_pb2 import Empty
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -55,6 +63,7 @@ from ._plan import (
     FaultPlanError,
     HeartbeatLoss,
     Injection,
+    Timeout,
     check_plan_against,
     plan_from_json,
     plan_to_json,
@@ -71,6 +80,13 @@ INJECTED_FAILURE_TYPE = "InjectedFault"
 
 LOST_COMPLETION_TYPE = "InjectedLostCompletion"
 """``ApplicationError.type`` of failures raised by :class:`~faults.Duplicate`."""
+
+INJECTED_TIMEOUT_TYPE = "InjectedTimeout"
+"""``ApplicationError.type`` of the late completion of a :class:`~faults.Timeout` attempt.
+
+The server has already timed the attempt out, so it rejects this failure; the
+workflow sees the server's own timeout.
+"""
 
 _current_plan: ContextVar[FaultPlan | None] = ContextVar("faults_current_plan", default=None)
 
@@ -269,6 +285,148 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
         return await super().execute_workflow(input)
 
 
+# --------------------------------------------------------------------------- timeouts
+
+
+CLOCK_MARGIN = 0.25
+"""Seconds before a held attempt's timeout at which the test server's clock stops skipping.
+
+The server takes its clock back by itself at that point (see :func:`_release_clock`); the
+margin must outlast the one-way trip of that request to the server, or the timeout would
+fire while the clock is free and leave it held for good."""
+
+_POLL_FIRST = 0.02
+_POLL_MAX = 0.25
+_PAUSE_SLICE = 0.1
+
+_test_servers: weakref.WeakKeyDictionary[temporalio.service.ServiceClient, bool] = (
+    weakref.WeakKeyDictionary()
+)
+"""Whether each server connection leads to the time-skipping test server (asked once)."""
+
+
+def _first_timeout(info: temporalio.activity.Info) -> float | None:
+    """Seconds from the attempt's start to the first timeout of an attempt that stays silent.
+
+    The earliest of its start-to-close, heartbeat and (what is left of its)
+    schedule-to-close timeouts; ``None`` if it has none.
+    """
+    limits = [
+        limit.total_seconds()
+        for limit in (info.start_to_close_timeout, info.heartbeat_timeout)
+        if limit is not None
+    ]
+    if info.schedule_to_close_timeout is not None:
+        deadline = info.scheduled_time + info.schedule_to_close_timeout
+        limits.append((deadline - info.started_time).total_seconds())
+    return min(limits) if limits else None
+
+
+async def _pause(seconds: float) -> None:
+    """Sleep ``seconds``, ending early (raising) if the activity is cancelled.
+
+    An async activity's cancellation arrives as ``asyncio.CancelledError`` in
+    the sleep; a threaded one's only sets its cancellation flag, checked here
+    every tenth of a second.
+    """
+    end = time.monotonic() + max(0.0, seconds)
+    while True:
+        if temporalio.activity.is_cancelled():
+            raise temporalio.exceptions.CancelledError("held attempt cancelled")
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, _PAUSE_SLICE))
+
+
+async def _release_clock(
+    client: temporalio.client.Client, info: temporalio.activity.Info, timeout: float
+) -> bool:
+    """On the time-skipping test server, let its clock skip to just before the timeout.
+
+    The test server does not skip time while an activity is outstanding: each
+    one holds a lock on its clock from schedule to completion or timeout. This
+    hands the attempt's lock back until ``CLOCK_MARGIN`` seconds (server time)
+    before its timeout, when the server takes it again by itself
+    (``UnlockTimeSkippingWithSleep``), so the server's timeout finds it held as
+    usual. The clock skips only if nothing else holds it (another running
+    activity, or no client waiting on a result). Returns whether the clock was
+    released; ``False`` at once on any other server.
+
+    While the attempt holds the clock, the server's time runs at wall-clock
+    speed, a fixed offset from this machine's: the offset, read once, turns the
+    timeout into a skip computed just before the request leaves, so only that
+    request's trip to the server eats into the margin.
+    """
+    service = client.service_client
+    if _test_servers.get(service) is False:
+        return False
+    asked = time.time()
+    try:
+        now = await service.test_service.get_current_time(Empty())
+    except temporalio.service.RPCError as err:
+        if err.status == temporalio.service.RPCStatusCode.UNIMPLEMENTED:
+            _test_servers[service] = False
+        return False
+    _test_servers[service] = True
+    # At least the server's lead over this clock: the server read its time after `asked`.
+    lead = now.time.seconds + now.time.nanos / 1e9 - asked
+    due = info.started_time.timestamp() + timeout
+    skip = due - (time.time() + lead) - CLOCK_MARGIN
+    if skip <= 0:
+        return False
+    sleep = Duration()
+    sleep.FromTimedelta(timedelta(seconds=skip))
+    await service.test_service.unlock_time_skipping_with_sleep(SleepRequest(duration=sleep))
+    return True
+
+
+async def _attempt_is_open(
+    client: temporalio.client.Client, info: temporalio.activity.Info
+) -> bool:
+    """Whether the server still counts this attempt as started (not timed out or retried)."""
+    handle = client.get_workflow_handle(info.workflow_id or "", run_id=info.workflow_run_id)
+    try:
+        description = await handle.describe()
+    except temporalio.service.RPCError as err:
+        if err.status == temporalio.service.RPCStatusCode.NOT_FOUND:
+            return False
+        return True  # ask again
+    return any(
+        pending.activity_id == info.activity_id
+        and pending.attempt == info.attempt
+        and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        for pending in description.raw_description.pending_activities
+    )
+
+
+async def _outlive_timeout(
+    info: temporalio.activity.Info, client: temporalio.client.Client | None, started: float
+) -> None:
+    """Hold the attempt until whoever times it out has done so.
+
+    A workflow's activity is held until the server no longer counts this
+    attempt as started (it timed it out, and retried it or failed the
+    activity), read from the workflow's description; a local activity until
+    its worker cancels it at its timeout. ``started`` is the attempt's start on
+    :func:`time.monotonic`. Without a client to ask, the hold ends a second
+    after the timeout was due.
+    """
+    timeout = _first_timeout(info)
+    if info.is_local or not info.workflow_id or timeout is None:
+        while True:  # until cancelled: a local activity's worker cancels it at its timeout
+            await _pause(3600)
+    if client is None:
+        await _pause(timeout + 1.0 - (time.monotonic() - started))
+        return
+    if not await _release_clock(client, info, timeout):
+        await _pause(timeout - (time.monotonic() - started))
+    delay = _POLL_FIRST
+    while await _attempt_is_open(client, info):
+        await _pause(delay)
+        delay = min(delay * 2, _POLL_MAX)
+
+
 # --------------------------------------------------------------------------- activity side
 
 
@@ -359,6 +517,19 @@ class _ActivityInbound(ActivityInboundInterceptor):
             assert self._outbound is not None
             self._outbound.heartbeats_left = fault.after
             return await self.next.execute_activity(input)
+        if isinstance(fault, Timeout):
+            started = time.monotonic()
+            result = None
+            if fault.body == "before":
+                result = await self.next.execute_activity(input)
+            await _outlive_timeout(
+                temporalio.activity.info(), self._owner.activity_client(), started
+            )
+            if fault.body == "before":
+                return result  # late: the server has timed the attempt out and rejects it
+            raise ApplicationError(
+                f"injected fault: {where} held past its timeout", type=INJECTED_TIMEOUT_TYPE
+            )
         raise AssertionError(f"unhandled fault {fault!r}")  # pragma: no cover
 
 
@@ -368,6 +539,9 @@ class FaultWorkerInterceptor(Interceptor):
     ``plan`` is a default applied to activities whose workflow carries no plan.
     ``activity_names`` (the activities the worker registers) lets a workflow
     whose plan names no registered activity fail at once with a clear error.
+    ``client`` (the worker's) lets a :class:`~faults.Timeout` on a threaded
+    activity ask the server when it has timed the attempt out; async
+    activities have their worker's client anyway.
     """
 
     def __init__(
@@ -376,10 +550,12 @@ class FaultWorkerInterceptor(Interceptor):
         *,
         plan: FaultPlan | None = None,
         activity_names: frozenset[str] | None = None,
+        client: temporalio.client.Client | None = None,
     ) -> None:
         self.log = log
         self.plan = plan
         self.activity_names = activity_names
+        self.client = client
         inbound = type(
             "FaultWorkflowInbound", (_WorkflowInbound,), {"activity_names": activity_names}
         )
@@ -389,6 +565,13 @@ class FaultWorkerInterceptor(Interceptor):
         """The plan that governs an activity with these headers."""
         header = headers.get(PLAN_HEADER)
         return self.plan if header is None else _decode_plan(header.data)
+
+    def activity_client(self) -> temporalio.client.Client | None:
+        """The running activity's worker client, or ``None`` if it has none to hand."""
+        try:
+            return temporalio.activity.client()
+        except RuntimeError:  # a threaded activity: the SDK gives it none
+            return self.client
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         """See base class."""

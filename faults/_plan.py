@@ -136,11 +136,43 @@ class HeartbeatLoss:
         return f"heartbeat_loss(after {self.after})"
 
 
-Fault = Fail | Delay | Duplicate | HeartbeatLoss
+@dataclass(frozen=True)
+class Timeout:
+    """The attempt outlives its timeout: the server, not the fault layer, times it out.
+
+    The attempt is held, without completing, until the server has recorded its
+    timeout (start-to-close; the heartbeat or schedule-to-close timeout if that
+    fires first) and scheduled the retry. With ``body="before"`` the activity
+    body runs first, so its side effects happen and its late completion is
+    rejected: a zombie attempt whose work the retry does again. With
+    ``body="never"`` the attempt does nothing before it times out.
+
+    On the time-skipping test server the held attempt lets the server's clock
+    skip to just before the timeout, so it costs little real time there;
+    elsewhere it costs the timeout. A local activity is timed out by its
+    worker instead of the server.
+    """
+
+    body: Literal["never", "before"] = "never"
+    kind: ClassVar[str] = "timeout"
+
+    def __post_init__(self) -> None:
+        if self.body not in ("never", "before"):
+            raise FaultPlanError(
+                f"Timeout.body={self.body!r} must be 'never' (the body does not run) "
+                "or 'before' (the body runs, then the attempt outlives its timeout)"
+            )
+
+    def describe(self) -> str:
+        """A short human description, used in logs and reports."""
+        return f"timeout(body {self.body})"
+
+
+Fault = Fail | Delay | Duplicate | HeartbeatLoss | Timeout
 """One injected fault."""
 
 FAULT_KINDS: Mapping[str, type[Fault]] = {
-    cls.kind: cls for cls in (Fail, Delay, Duplicate, HeartbeatLoss)
+    cls.kind: cls for cls in (Fail, Delay, Duplicate, HeartbeatLoss, Timeout)
 }
 """Fault classes by their kind name."""
 
@@ -194,18 +226,30 @@ def _unit_interval(*parts: object) -> float:
 # --------------------------------------------------------------------------- scripted plans
 
 
+ALL_ATTEMPTS: Literal["all"] = "all"
+"""``ScriptedFault.through`` value: every attempt until the retry policy gives up."""
+
+
 @dataclass(frozen=True)
 class ScriptedFault:
-    """Inject ``fault`` on exactly the given activity and attempt.
+    """Inject ``fault`` on the given activity at attempt ``attempt`` (through ``through``).
 
     ``activity`` is an activity type name or glob; ``key`` (optional) narrows it
     to one call, matched as a glob against :attr:`ActivityCall.key`.
+
+    With ``through`` the entry is an outage: it faults every attempt from
+    ``attempt`` to ``through`` (inclusive), or with ``through="all"`` every
+    attempt until the activity's retry policy gives up, so an outage longer than
+    the retry policy allows is one entry. Under a retry policy without
+    ``maximum_attempts`` an outage through ``"all"`` never ends: the call fails
+    only at its schedule-to-close timeout, if it has one.
     """
 
     activity: str
     attempt: int
     fault: Fault
     key: str | None = None
+    through: int | Literal["all"] | None = None
 
     def __post_init__(self) -> None:
         _check_pattern("ScriptedFault", self.activity)
@@ -221,21 +265,71 @@ class ScriptedFault:
         if not isinstance(self.fault, tuple(FAULT_KINDS.values())):
             raise FaultPlanError(
                 f"ScriptedFault.fault={self.fault!r} is not a fault; "
-                "use Fail(), Delay(seconds), Duplicate() or HeartbeatLoss()"
+                "use Fail(), Delay(seconds), Duplicate(), HeartbeatLoss() or Timeout()"
             )
+        through = self.through
+        if through is None or through == ALL_ATTEMPTS:
+            return
+        if not isinstance(through, int) or isinstance(through, bool):
+            raise FaultPlanError(
+                f"ScriptedFault.through={through!r} must be None (one attempt), "
+                f"an attempt number >= attempt, or {ALL_ATTEMPTS!r} (every attempt)"
+            )
+        if through < self.attempt:
+            raise FaultPlanError(
+                f"ScriptedFault.through={through!r} is before attempt={self.attempt}; "
+                f"pass an attempt number >= {self.attempt}, or {ALL_ATTEMPTS!r}"
+            )
+
+    @property
+    def last_attempt(self) -> int | None:
+        """The last attempt this entry faults, or ``None`` for every attempt from ``attempt``."""
+        through = self.through
+        if through is None:
+            return self.attempt
+        return through if isinstance(through, int) else None
+
+    @property
+    def is_outage(self) -> bool:
+        """Whether the entry faults more than one attempt."""
+        last = self.last_attempt
+        return last is None or last > self.attempt
 
     def matches(self, call: ActivityCall) -> bool:
         """Whether this entry applies to ``call``."""
+        if call.attempt < self.attempt:
+            return False
+        last = self.last_attempt
         return (
-            call.attempt == self.attempt
+            (last is None or call.attempt <= last)
             and fnmatchcase(call.activity, self.activity)
             and (self.key is None or fnmatchcase(call.key, self.key))
         )
 
+    def attempts(self) -> str:
+        """The attempts it faults: ``attempt 2``, ``attempts 1-3`` or ``attempts 1-all``."""
+        if not self.is_outage:
+            return f"attempt {self.attempt}"
+        last = self.last_attempt
+        return f"attempts {self.attempt}-{ALL_ATTEMPTS if last is None else last}"
+
     def describe(self) -> str:
         """A one-line description such as ``charge attempt 1: fail``."""
         where = self.activity if self.key is None else f"{self.activity}[{self.key}]"
-        return f"{where} attempt {self.attempt}: {self.fault.describe()}"
+        return f"{where} {self.attempts()}: {self.fault.describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise to a JSON-compatible dict (``key`` and ``through`` only when set)."""
+        data: dict[str, Any] = {
+            "activity": self.activity,
+            "attempt": self.attempt,
+            "fault": fault_to_dict(self.fault),
+        }
+        if self.key is not None:
+            data["key"] = self.key
+        if self.through is not None:
+            data["through"] = self.through
+        return data
 
 
 @dataclass(frozen=True)
@@ -279,18 +373,7 @@ class ScriptedPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise to a JSON-compatible dict."""
-        return {
-            "kind": self.kind,
-            "faults": [
-                {
-                    "activity": e.activity,
-                    "attempt": e.attempt,
-                    "fault": fault_to_dict(e.fault),
-                    **({"key": e.key} if e.key is not None else {}),
-                }
-                for e in self.faults
-            ],
-        }
+        return {"kind": self.kind, "faults": [e.to_dict() for e in self.faults]}
 
 
 # --------------------------------------------------------------------------- random plans
@@ -313,6 +396,7 @@ class FaultRule:
     duplicate: float = 0.0
     heartbeat_loss: float = 0.0
     until_attempt: int | None = 3
+    timeout: float = 0.0
 
     _PROBABILITIES: ClassVar[tuple[str, ...]] = (
         "fail",
@@ -320,6 +404,7 @@ class FaultRule:
         "delay",
         "duplicate",
         "heartbeat_loss",
+        "timeout",
     )
 
     def __post_init__(self) -> None:
@@ -330,7 +415,7 @@ class FaultRule:
         if total > 1.0 + 1e-9:
             raise FaultPlanError(
                 f"FaultRule probabilities sum to {total:g} > 1 for activity {self.activity!r}; "
-                "lower fail/delay/duplicate/heartbeat_loss"
+                "lower fail/delay/duplicate/heartbeat_loss/timeout"
             )
         _check_non_negative("FaultRule", "delay_seconds", self.delay_seconds)
         if self.until_attempt is not None and (
@@ -350,6 +435,7 @@ class FaultRule:
             (self.delay, Delay(self.delay_seconds)),
             (self.duplicate, Duplicate()),
             (self.heartbeat_loss, HeartbeatLoss()),
+            (self.timeout, Timeout()),
         )
         edge = 0.0
         for probability, fault in options:
@@ -483,7 +569,9 @@ def plan_from_dict(data: Mapping[str, Any]) -> FaultPlan:
             try:
                 fault = fault_from_dict(raw["fault"], where=f"{where}.fault")
                 entries.append(
-                    ScriptedFault(raw["activity"], raw["attempt"], fault, raw.get("key"))
+                    ScriptedFault(
+                        raw["activity"], raw["attempt"], fault, raw.get("key"), raw.get("through")
+                    )
                 )
             except KeyError as err:
                 raise FaultPlanError(f"{where} lacks field {err}") from None

@@ -90,7 +90,10 @@ class FaultPlugin(SimplePlugin):
         config["interceptors"] = [
             *others,
             FaultWorkerInterceptor(
-                self.log, plan=self.plan, activity_names=names if self.strict and names else None
+                self.log,
+                plan=self.plan,
+                activity_names=names if self.strict and names else None,
+                client=config.get("client"),
             ),
         ]
         return config
