@@ -28,11 +28,6 @@ from patterns.fanout import (
     BatchConfig,
     BatchRequest,
     FanOutBatchWorkflow,
-    _sink,
-    enrich,
-    generate_customer,
-    invalid_records,
-    record_id,
 )
 from patterns.saga import (
     OrderSaga,
@@ -42,6 +37,7 @@ from patterns.saga import (
     make_order,
 )
 
+from .batch_checks import assert_batch_complete
 from .order_ledgers import assert_ledgers_balance, saga_outcomes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,32 +167,7 @@ def test_workflows_complete_through_twenty_worker_kills(
         final.wait(30)
 
     assert_ledgers_balance(services, orders, outcomes, initial)
-    assert_batch_complete(batch, SEED)
-
-
-def assert_batch_complete(batch: BatchRequest, seed: int) -> None:
-    """From the results database: each valid record stored once, as its enrichment.
-
-    No fault but the kills was injected and every crashed attempt is retried, so the
-    only failed records are the invalid ones.
-    """
-    conn = _sink.connect(batch.database)
-    stored = _sink.stored_ids(conn, batch.batch_id)
-    failed = _sink.stored_failures(conn, batch.batch_id)
-    invalid = invalid_records(seed, 0, batch.count)
-    assert len(stored) == len(set(stored)), "a record was stored twice"
-    assert set(failed) == set(invalid), "failed records are not exactly the invalid ones"
-    assert set(stored) | set(failed) == {record_id(i) for i in range(batch.count)}
-    assert not set(stored) & set(failed)
-    rows = conn.execute(
-        "SELECT record_id, fingerprint FROM enriched WHERE batch_id = ?", (batch.batch_id,)
-    ).fetchall()
-    wrong = [
-        rid
-        for rid, fingerprint in rows
-        if enrich(generate_customer(seed, int(rid.rsplit("-", 1)[1]))).fingerprint() != fingerprint
-    ]
-    assert not wrong, f"rows that are not their record's enrichment: {wrong[:5]}"
+    assert_batch_complete(batch)
 
 
 async def _status(client: Any, workflow_id: str) -> str:
