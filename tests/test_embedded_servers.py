@@ -130,23 +130,43 @@ def test_fresh_server_fault_harness_runs_on_a_test_server_of_its_own(
     assert len(servers_started_here("temporal-test-server")) >= 2  # the session's and this one
 
 
-def test_java_test_server_without_the_library_listens_everywhere(
+def test_java_test_server_without_the_library_is_refused_before_it_starts(
     temporal_loop: faults.testing.EventLoopThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where the library cannot be built the server still starts, with a warning that says so.
-
-    Also shows the library is what keeps the server on loopback.
-    """
+    """Fail closed: no loopback library, no opt-in, no server process, and the way on named."""
     monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.delenv(faults.testing.ALL_INTERFACES_VARIABLE, raising=False)
+    before = set(servers_started_here("temporal-test-server"))
+    with pytest.raises(faults.testing.LoopbackUnavailable) as refused:
+        temporal_loop.run(faults.testing.start_environment("time-skipping"), timeout=60)
+    message = str(refused.value)
+    assert "no C compiler 'no-such-compiler' on PATH" in message
+    assert "--temporal-env=dev-time-skipping" in message
+    assert f"{faults.testing.ALL_INTERFACES_VARIABLE}=1" in message
+    assert set(servers_started_here("temporal-test-server")) == before
+
+
+@pytest.mark.parametrize("opt_in", ["argument", "environment"])
+def test_java_test_server_without_the_library_listens_everywhere_when_allowed(
+    temporal_loop: faults.testing.EventLoopThread, monkeypatch: pytest.MonkeyPatch, opt_in: str
+) -> None:
+    """The opt-in works, warns, and shows the library is what keeps the server on loopback."""
+    monkeypatch.setenv("CC", "no-such-compiler")
+    allow: bool | None = None
+    if opt_in == "argument":
+        allow = True
+        monkeypatch.delenv(faults.testing.ALL_INTERFACES_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(faults.testing.ALL_INTERFACES_VARIABLE, "1")
 
     async def scenario() -> set[str]:
         before = set(servers_started_here("temporal-test-server"))
-        env = await faults.testing.start_environment("time-skipping")
+        env = await faults.testing.start_environment("time-skipping", allow_all_interfaces=allow)
         async with env:
             (pid,) = set(servers_started_here("temporal-test-server")) - before
             return listening_addresses(pid)
 
-    with pytest.warns(RuntimeWarning, match="all interfaces: no C compiler 'no-such-compiler'"):
+    with pytest.warns(RuntimeWarning, match="all interfaces, as allowed: no C compiler"):
         addresses = temporal_loop.run(scenario(), timeout=60)
     assert addresses & WILDCARD, sorted(addresses)
 
@@ -158,13 +178,15 @@ def test_java_test_server_without_the_library_listens_everywhere(
         ("false", "'false' could not build"),
     ],
 )
-def test_loopback_launcher_falls_back_with_a_warning(
+def test_loopback_launcher_refuses_or_falls_back_only_when_allowed(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, compiler: str, reason: str
 ) -> None:
     monkeypatch.setenv("CC", compiler)
     binary = server_binary("temporal-test-server")
+    with pytest.raises(faults.testing.LoopbackUnavailable, match=reason):
+        loopback_launcher(binary, str(tmp_path))
     with pytest.warns(RuntimeWarning, match=reason):
-        assert loopback_launcher(binary, str(tmp_path)) == binary
+        assert loopback_launcher(binary, str(tmp_path), allow_all_interfaces=True) == binary
 
 
 @pytest.mark.parametrize("cc", [None, "cc -O0"], ids=["default", "cc-with-flags"])

@@ -57,7 +57,12 @@ from ._explore import (
     shrink,
 )
 from ._harness import FaultHarness, RunOutcome, report_to_hypothesis, unique_id
-from ._loopback import c_compiler, loopback_launcher
+from ._loopback import (
+    ALL_INTERFACES_VARIABLE,
+    LoopbackUnavailable,
+    c_compiler,
+    loopback_launcher,
+)
 from ._signals import until_interrupted
 
 __all__ = [
@@ -89,7 +94,9 @@ __all__ = [
     "reproduction",
     "shrink",
     # servers
+    "ALL_INTERFACES_VARIABLE",
     "ENVIRONMENT_KINDS",
+    "LoopbackUnavailable",
     "TIME_SKIPPING_MODES",
     "EnvironmentKind",
     "TimeSkipping",

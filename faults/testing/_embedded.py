@@ -25,7 +25,7 @@ from temporalio.api.testservice.v1 import LockTimeSkippingResponse, UnlockTimeSk
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
 
-from ._loopback import loopback_launcher
+from ._loopback import all_interfaces_allowed, loopback_launcher
 
 EnvironmentKind = Literal["time-skipping", "dev", "dev-time-skipping", "external"]
 """Which Temporal to run against (see :func:`start_environment`)."""
@@ -191,14 +191,18 @@ async def start_environment(
     port: int | None = None,
     database_file: str | None = None,
     time_skipping: TimeSkipping = "on-result",
+    allow_all_interfaces: bool | None = None,
 ) -> WorkflowEnvironment:
     """Start (or connect to) a Temporal environment.
 
     * ``time-skipping``: the Java test server; timers are skipped while no
       activity runs, as ``time_skipping`` says (while results are awaited by default).
       It has no bind option; on Linux with a C compiler it is started with a
-      small preloaded library that keeps it on 127.0.0.1 (elsewhere it listens
-      on all interfaces, with a warning). It slows with every run it serves (it
+      small preloaded library that keeps it on 127.0.0.1. Elsewhere the start
+      is refused with :class:`~faults.testing.LoopbackUnavailable` before any
+      process starts, unless ``allow_all_interfaces`` (default: the
+      ``FAULTS_TEST_SERVER_ALL_INTERFACES`` environment variable) lets it listen
+      on every interface, with a warning. It slows with every run it serves (it
       never trims its record of its clock's locks, and walks it as each timer
       fires): a soak of many thousand runs goes faster on a fresh server per
       few thousand runs.
@@ -220,7 +224,11 @@ async def start_environment(
         binary = server_binary("temporal-test-server")
         # The launcher only has to exist until the server has started.
         with tempfile.TemporaryDirectory(prefix="faults-loopback-") as private:
-            launcher = await asyncio.to_thread(loopback_launcher, binary, private)
+            if allow_all_interfaces is None:
+                allow_all_interfaces = all_interfaces_allowed()
+            launcher = await asyncio.to_thread(
+                loopback_launcher, binary, private, allow_all_interfaces=allow_all_interfaces
+            )
             env = await WorkflowEnvironment.start_time_skipping(
                 plugins=list(plugins), port=port, test_server_existing_path=launcher
             )

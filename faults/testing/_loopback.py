@@ -7,6 +7,10 @@ bind into a loopback bind. The library is built from ``_loopback_bind.c``,
 shipped beside this module, with the machine's C compiler (``$CC``, else
 ``cc``), into a private directory (mode 0700, so no other user can swap it)
 that only has to live until the server has started.
+
+Where the library cannot be built the start is refused (fail closed), unless the
+caller opts in to every interface with ``allow_all_interfaces`` or the
+environment variable :data:`ALL_INTERFACES_VARIABLE`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,34 @@ from pathlib import Path
 _SOURCE = Path(__file__).with_name("_loopback_bind.c")
 
 
-def _exposed(reason: str) -> None:
+ALL_INTERFACES_VARIABLE = "FAULTS_TEST_SERVER_ALL_INTERFACES"
+"""Set to ``1`` to let the Java test server listen on every interface where it must."""
+
+
+class LoopbackUnavailable(RuntimeError):
+    """The Java test server cannot be kept on 127.0.0.1 here, and nobody allowed more.
+
+    The message says why and names the three ways on: a C compiler, the
+    loopback-only ``dev-time-skipping`` environment, or the opt-in.
+    """
+
+
+def all_interfaces_allowed() -> bool:
+    """Whether :data:`ALL_INTERFACES_VARIABLE` opts in to a server on every interface."""
+    return os.environ.get(ALL_INTERFACES_VARIABLE, "").strip().lower() in ("1", "true", "yes")
+
+
+def _exposed(reason: str, allowed: bool) -> None:
+    if not allowed:
+        raise LoopbackUnavailable(
+            f"the Java test server cannot be kept on 127.0.0.1: {reason}. Install a C compiler "
+            "(cc, or name one in $CC); or use the 'dev-time-skipping' environment "
+            "(--temporal-env=dev-time-skipping), which always listens on 127.0.0.1; or allow "
+            f"every interface with {ALL_INTERFACES_VARIABLE}=1 "
+            "(start_environment(..., allow_all_interfaces=True))"
+        )
     warnings.warn(
-        f"the Java test server will listen on all interfaces: {reason}; "
-        "install a C compiler (cc) to keep it on 127.0.0.1, or use the "
-        "'dev-time-skipping' environment, which always listens on 127.0.0.1",
+        f"the Java test server will listen on all interfaces, as allowed: {reason}",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -42,20 +69,21 @@ def c_compiler() -> list[str] | None:
     return None if found is None else [found, *command[1:]]
 
 
-def loopback_launcher(binary: str, directory: str) -> str:
+def loopback_launcher(binary: str, directory: str, *, allow_all_interfaces: bool = False) -> str:
     """A path that starts ``binary`` listening on 127.0.0.1 only, built in ``directory``.
 
     ``directory`` must be private to this user. Where the library cannot be
-    built (not Linux, no C compiler, a failed compile), warns that the server
-    will listen on all interfaces and returns ``binary`` itself.
+    built (not Linux, no C compiler, a failed compile), raises
+    :class:`LoopbackUnavailable`; with ``allow_all_interfaces`` it warns that the
+    server will listen on all interfaces and returns ``binary`` itself.
     """
     if not sys.platform.startswith("linux"):
-        _exposed(f"LD_PRELOAD is Linux-only and this is {sys.platform}")
+        _exposed(f"LD_PRELOAD is Linux-only and this is {sys.platform}", allow_all_interfaces)
         return binary
     named = os.environ.get("CC") or "cc"
     compiler = c_compiler()
     if compiler is None:
-        _exposed(f"no C compiler {named!r} on PATH")
+        _exposed(f"no C compiler {named!r} on PATH", allow_all_interfaces)
         return binary
     library = Path(directory, "loopback_bind.so")
     try:
@@ -66,11 +94,13 @@ def loopback_launcher(binary: str, directory: str) -> str:
             timeout=60,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
-        _exposed(f"{named!r} could not build the loopback library ({err})")
+        _exposed(f"{named!r} could not build the loopback library ({err})", allow_all_interfaces)
         return binary
     if built.returncode != 0 or not library.is_file():
         lines = (built.stderr or built.stdout).strip().splitlines() or ["no output"]
-        _exposed(f"{named!r} could not build the loopback library ({lines[-1]})")
+        _exposed(
+            f"{named!r} could not build the loopback library ({lines[-1]})", allow_all_interfaces
+        )
         return binary
     launcher = Path(directory, "temporal-test-server")
     launcher.write_text(
