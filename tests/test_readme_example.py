@@ -49,7 +49,7 @@ def test_example_runs_alone_in_a_fresh_directory(tmp_path: Path) -> None:
     result = run_example(tmp_path, example_files())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "1 passed" in output
+    assert "2 passed" in output
     # Fault coverage reaches Hypothesis' statistics, and the session summary lists injections.
     assert re.search(r"fault: (fail|duplicate|delay) on charge", output), output
     assert re.search(r"faults injected:\n\s+\w+\s+charge\s+\d+", output), output
@@ -65,6 +65,15 @@ def test_example_property_catches_a_charge_that_is_not_idempotent(tmp_path: Path
     result = run_example(tmp_path, {**files, "shop.py": broken})
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    # Shrunk to the single fault that re-runs the body: a duplicate on the first attempt.
-    assert "ScriptedFault(activity='charge', attempt=1, fault=Duplicate(), key=None),)" in output
+    assert "2 failed" in output
+    # Both shrink to the single fault that re-runs the body: a duplicate on the first attempt.
+    # Hypothesis prints the falsifying plan (whatever optional fields ScriptedFault has)...
+    falsifying = (
+        r"plan=ScriptedPlan\(faults=\(ScriptedFault\(activity='charge', attempt=1, "
+        r"fault=Duplicate\(\)[^()]*\),\)\)"
+    )
+    assert re.search(falsifying, output), output
     assert "reproduce: workflow id" in output
+    # ...and the exploration its shrunk schedule and a one-line reproduction.
+    assert re.search(r"shrunk to 1 plan entries .*: charge\S* attempt 1: duplicate", output), output
+    assert "reproduce: harness.run(ChargeOrder.run, 1999, plan=faults.plan_from_json(" in output
