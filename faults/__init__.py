@@ -18,6 +18,7 @@ import importlib
 import warnings
 from typing import Any
 
+from ._disruptions import Cancel, Restart
 from ._interceptor import (
     INJECTED_FAILURE_TYPE,
     INJECTED_TIMEOUT_TYPE,
@@ -59,6 +60,7 @@ __all__ = [
     "ALL_ATTEMPTS",
     "FAULT_KINDS",
     "ActivityCall",
+    "Cancel",
     "Delay",
     "Duplicate",
     "Fail",
@@ -68,6 +70,7 @@ __all__ = [
     "FaultRule",
     "HeartbeatLoss",
     "RandomPlan",
+    "Restart",
     "ScriptedFault",
     "ScriptedPlan",
     "Timeout",

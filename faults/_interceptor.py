@@ -52,6 +52,8 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
+from ._disrupt import arm_restarts, disrupt
+from ._disruptions import Cancel, Restart
 from ._log import FaultLog
 from ._plan import (
     ActivityCall,
@@ -282,6 +284,9 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
                 raise ApplicationError(
                     str(err), type="FaultPlanError", non_retryable=True
                 ) from None
+        if header is not None:
+            with contextlib.suppress(FaultPlanError):  # the activity side reports a bad plan
+                arm_restarts(_decode_plan(header.data))
         return await super().execute_workflow(input)
 
 
@@ -530,6 +535,9 @@ class _ActivityInbound(ActivityInboundInterceptor):
             raise ApplicationError(
                 f"injected fault: {where} held past its timeout", type=INJECTED_TIMEOUT_TYPE
             )
+        if isinstance(fault, (Restart, Cancel)):
+            body = functools.partial(self.next.execute_activity, input)
+            return await disrupt(fault, body, self._owner.activity_client())
         raise AssertionError(f"unhandled fault {fault!r}")  # pragma: no cover
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from fnmatch import fnmatchcase
 from typing import Any, ClassVar, Literal
 
+from ._disruptions import Cancel, Restart
+
 
 class FaultPlanError(ValueError):
     """A fault plan, rule or fault kind was given a bad value.
@@ -168,11 +170,11 @@ class Timeout:
         return f"timeout(body {self.body})"
 
 
-Fault = Fail | Delay | Duplicate | HeartbeatLoss | Timeout
+Fault = Fail | Delay | Duplicate | HeartbeatLoss | Timeout | Restart | Cancel
 """One injected fault."""
 
 FAULT_KINDS: Mapping[str, type[Fault]] = {
-    cls.kind: cls for cls in (Fail, Delay, Duplicate, HeartbeatLoss, Timeout)
+    cls.kind: cls for cls in (Fail, Delay, Duplicate, HeartbeatLoss, Timeout, Restart, Cancel)
 }
 """Fault classes by their kind name."""
 
@@ -265,7 +267,8 @@ class ScriptedFault:
         if not isinstance(self.fault, tuple(FAULT_KINDS.values())):
             raise FaultPlanError(
                 f"ScriptedFault.fault={self.fault!r} is not a fault; "
-                "use Fail(), Delay(seconds), Duplicate(), HeartbeatLoss() or Timeout()"
+                "use Fail(), Delay(seconds), Duplicate(), HeartbeatLoss(), Timeout(), "
+                "Restart() or Cancel()"
             )
         through = self.through
         if through is None or through == ALL_ATTEMPTS:

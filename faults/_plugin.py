@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import temporalio.activity
@@ -10,6 +10,7 @@ import temporalio.client
 import temporalio.worker
 from temporalio.plugin import SimplePlugin
 
+from ._disrupt import tracking
 from ._interceptor import FaultClientInterceptor, FaultWorkerInterceptor
 from ._log import FaultLog
 from ._plan import FaultPlan, check_plan_against
@@ -97,6 +98,15 @@ class FaultPlugin(SimplePlugin):
             ),
         ]
         return config
+
+    async def run_worker(
+        self,
+        worker: temporalio.worker.Worker,
+        next: Callable[[temporalio.worker.Worker], Awaitable[None]],
+    ) -> None:
+        """Run the worker; while it runs, a :class:`~faults.Restart` can evict its runs."""
+        with tracking(worker):
+            await super().run_worker(worker, next)
 
     def configure_replayer(
         self, config: temporalio.worker.ReplayerConfig

@@ -18,6 +18,7 @@ from typing import Literal
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from ._disruptions import Cancel, Restart
 from ._plan import (
     ALL_ATTEMPTS,
     FAULT_KINDS,
@@ -120,6 +121,10 @@ def fault_kinds(
             )
         elif kind == "timeout":
             options.append(st.builds(Timeout, body=st.sampled_from(["never", "before"])))
+        elif kind == "restart":
+            options.append(st.just(Restart()))
+        elif kind == "cancel":
+            options.append(st.builds(Cancel, body=st.sampled_from(["never", "before"])))
         else:
             options.append(st.builds(HeartbeatLoss, after=st.integers(0, 3)))
     return st.one_of(options)

@@ -59,8 +59,12 @@ def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     )
 
 
-def _entries(plan: ScriptedPlan) -> list[tuple[str, int, str]]:
-    return [(e.activity, e.attempt, e.fault.kind) for e in plan.faults]
+def _entries(plan: ScriptedPlan) -> list[tuple[str, int, str, object]]:
+    return [(e.activity, e.attempt, e.fault.kind, e.through) for e in plan.faults]
+
+
+CREDIT_OUTAGE = [("credit", 1, "fail", "all")]
+"""Every attempt of the credit fails: one plan entry."""
 
 
 def test_calls_come_from_the_fault_free_history(harness: faults.testing.FaultHarness) -> None:
@@ -82,21 +86,20 @@ def test_single_faults_find_the_bug_only_an_outage_exposes(
 ) -> None:
     report = explore(harness, TransferWithoutRefund.run, 10, check=conserved)
     assert not report.ok and report.violation is not None
-    # Calls in history order, shapes in their order: the outage of the credit is the
-    # eighth single-fault schedule, and the seven before it held.
-    assert [s.describe().split(" at ")[0] for s in report.ran] == [
-        "fail",
-        "duplicate",
-        "delay_after",
-        "outage",
-    ] * 2
-    assert report.ran[-1].points[0].call.activity == "credit"
-    assert report.schedules_run == 8 and report.singles_in_scope == 8
+    # Calls in history order, shapes in their order: the outage of the credit comes after
+    # every shape at the debit and the simpler ones at the credit, which all held.
+    names = [s.name for s in DEFAULT_SHAPES]
+    expected = names + names[: names.index("outage") + 1]
+    assert [s.points[0].shape.name for s in report.ran] == expected
+    assert [s.points[0].call.activity for s in report.ran] == ["debit"] * len(names) + [
+        "credit"
+    ] * (len(expected) - len(names))
+    assert report.singles_in_scope == 2 * len(names)
     assert report.pairs_in_scope is None  # stopped before every single ran
-    assert "8/8 schedules" in report.coverage()
+    assert f"{len(expected)}/{2 * len(names)} schedules" in report.coverage()
     violation = report.violation
-    # Shrunk: every attempt the credit's retry policy allows fails, and nothing else.
-    assert _entries(violation.shrunk) == [("credit", n, "fail") for n in (1, 2, 3)]
+    # Shrunk: one entry, every attempt of the credit fails, and nothing else.
+    assert _entries(violation.shrunk) == CREDIT_OUTAGE
     assert set(violation.violations) == {"conservation"}
     assert violation.outcome is not None
     assert [(i.activity, i.attempt) for i in violation.outcome.injections] == [
@@ -123,14 +126,14 @@ def test_a_bug_two_faults_expose_is_found_among_pairs_and_stays_a_pair(
     # Every single-fault schedule held; the refund is reached only under the credit's
     # outage, and a duplicate of it pays back twice.
     singles = [s for s in report.ran if len(s.points) == 1]
-    assert len(singles) == report.singles_in_scope == 6
+    assert len(singles) == report.singles_in_scope == 2 * len(CHEAP_SHAPES)
     found = report.ran[-1]
     assert [(p.shape.name, p.call.activity) for p in found.points] == [
         ("outage", "credit"),
         ("duplicate", "refund_twice"),
     ]
     shrunk = _entries(report.violation.shrunk)
-    assert shrunk == [("credit", n, "fail") for n in (1, 2, 3)] + [("refund_twice", 1, "duplicate")]
+    assert shrunk == [*CREDIT_OUTAGE, ("refund_twice", 1, "duplicate", None)]
     assert report.violation.outcome is not None
     effects = EFFECTS[report.violation.outcome.workflow_id]
     assert effects.count(("refund", 10)) == 2
@@ -145,7 +148,8 @@ def test_a_correct_workflow_explores_its_whole_scope(
     )
     assert report.ok and report.complete, report.describe()
     assert report.schedules_run == report.in_scope == len(seen)
-    assert report.singles_in_scope == 8 and report.pairs_in_scope is not None
+    assert report.singles_in_scope == 2 * len(DEFAULT_SHAPES)
+    assert report.pairs_in_scope is not None
     assert report.pairs_in_scope > 0
     # Pairs aim a second fault only at calls the first fault's run made: every run injected.
     assert report.silent == 0
@@ -186,7 +190,7 @@ def test_shrink_removes_the_faults_a_violation_does_not_need(
         )
     )
     violation = shrink(harness, TransferWithoutRefund.run, 10, plan=plan, check=conserved)
-    assert _entries(violation.shrunk) == [("credit", n, "fail") for n in (1, 2, 3)]
+    assert _entries(violation.shrunk) == [("credit", n, "fail", None) for n in (1, 2, 3)]
     assert violation.found == plan and "conservation" in violation.violations
 
 
@@ -205,7 +209,7 @@ def test_fresh_arguments_get_keys_that_match_every_run(
     assert all(c.key is not None and "*" in c.key for c in report.calls)
     assert report.silent == 0
     assert report.violation is not None
-    assert _entries(report.violation.shrunk) == [("credit", n, "fail") for n in (1, 2, 3)]
+    assert _entries(report.violation.shrunk) == CREDIT_OUTAGE
 
 
 def test_bad_arguments_are_refused_with_the_fix(harness: faults.testing.FaultHarness) -> None:
@@ -261,7 +265,10 @@ def test_the_shared_check_finds_the_bug_through_hypothesis_too(
         breaks,
         settings=settings(max_examples=200, database=None, derandomize=True),
     )
-    assert _entries(found) == [("credit", n, "fail") for n in (1, 2, 3)]
+    # One entry: the credit fails on every attempt its retry policy allows (a burst of
+    # three, or the outage shape, which says the same).
+    assert len(found.faults) == 1
+    assert _entries(found)[0] in (("credit", 1, "fail", 3), *CREDIT_OUTAGE)
 
 
 def test_assert_holds_names_the_broken_invariant(harness: faults.testing.FaultHarness) -> None:

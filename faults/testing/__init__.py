@@ -14,9 +14,11 @@ this package is what tests and simulations use to drive it, kept apart as
 * systematic exploration of fault schedules: :func:`explore` (every
   single-fault schedule at every activity call, then pairs, up to a budget),
   :func:`observe_calls`, :func:`plans_for_calls` (Hypothesis plans aimed at the
-  calls a run makes), :func:`assert_holds`, the :class:`Shape` s
-  (:data:`FAIL`, :data:`DUPLICATE`, :data:`DELAY_AFTER`, :data:`OUTAGE`) and
-  the report types;
+  calls a run makes), :func:`assert_holds`, :func:`shrink`, the
+  :class:`Shape` s (:data:`FAIL`, :data:`DUPLICATE`, :data:`OUTAGE`,
+  :data:`TIMEOUT`, :data:`TIMEOUT_AFTER_BODY`, :data:`RESTART`,
+  :data:`CANCEL`, :data:`CANCEL_AFTER_BODY`, :data:`DELAY_AFTER`) and the
+  report types;
 * the pytest plugin (:mod:`faults.testing.pytest_plugin`, registered through the
   package's ``pytest11`` entry point) and the worker command
   (``python -m faults worker``, :mod:`faults.testing.worker`).
@@ -34,12 +36,18 @@ from ._embedded import (
     start_environment,
 )
 from ._explore import (
+    ALL_SHAPES,
+    CANCEL,
+    CANCEL_AFTER_BODY,
     DEFAULT_BUDGET,
     DEFAULT_SHAPES,
     DELAY_AFTER,
     DUPLICATE,
     FAIL,
     OUTAGE,
+    RESTART,
+    TIMEOUT,
+    TIMEOUT_AFTER_BODY,
     Call,
     Check,
     Exploration,
@@ -72,12 +80,18 @@ __all__ = [
     "report_to_hypothesis",
     "unique_id",
     # systematic exploration
+    "ALL_SHAPES",
+    "CANCEL",
+    "CANCEL_AFTER_BODY",
     "DEFAULT_BUDGET",
     "DEFAULT_SHAPES",
     "DELAY_AFTER",
     "DUPLICATE",
     "FAIL",
     "OUTAGE",
+    "RESTART",
+    "TIMEOUT",
+    "TIMEOUT_AFTER_BODY",
     "Call",
     "Check",
     "Exploration",

@@ -25,18 +25,21 @@ import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from temporalio.api.enums.v1 import EventType
 
+from .._disruptions import Cancel, Restart
 from .._interceptor import KEY_HEADER
 from .._plan import (
+    ALL_ATTEMPTS,
     Delay,
     Duplicate,
     Fail,
     FaultPlanError,
     ScriptedFault,
     ScriptedPlan,
+    Timeout,
     plan_to_json,
 )
 from ._harness import FaultHarness, RunOutcome
@@ -86,9 +89,17 @@ class Call:
     start_to_close: float | None
     """Start-to-close timeout in seconds (``None`` if the server recorded none)."""
 
-    def entry(self, attempt: int, fault: Any) -> ScriptedFault:
-        """A plan entry injecting ``fault`` on ``attempt`` of this call (and no other)."""
-        return ScriptedFault(_literal(self.activity), attempt, fault, key=self.key)
+    def entry(
+        self, attempt: int, fault: Any, through: int | Literal["all"] | None = None
+    ) -> ScriptedFault:
+        """A plan entry injecting ``fault`` on ``attempt`` (through ``through``) of this call."""
+        return ScriptedFault(
+            _literal(self.activity),
+            attempt,
+            fault,
+            key=self.key,
+            through=through,
+        )
 
     def describe(self) -> str:
         """``activity[key]`` (or the activity alone when the key is open)."""
@@ -234,8 +245,15 @@ def _duplicate(call: Call) -> tuple[ScriptedFault, ...]:
 
 def _outage(call: Call) -> tuple[ScriptedFault, ...]:
     if call.max_attempts < 1:
-        return ()
-    return tuple(call.entry(n, Fail()) for n in range(1, call.max_attempts + 1))
+        return ()  # retried without limit: an outage of every attempt never ends
+    return (call.entry(1, Fail(), through=ALL_ATTEMPTS),)
+
+
+def _at_first_attempt(fault: Any) -> Callable[[Call], tuple[ScriptedFault, ...]]:
+    def entries(call: Call) -> tuple[ScriptedFault, ...]:
+        return (call.entry(1, fault),)
+
+    return entries
 
 
 def delay_after(max_seconds: float = 2.0, margin: float = 0.1) -> Shape:
@@ -271,10 +289,39 @@ DELAY_AFTER = delay_after()
 """See :func:`delay_after`: a zombie attempt, for calls with a start-to-close of at most ~2 s."""
 
 OUTAGE = Shape("outage", _outage)
-"""Every attempt the retry policy allows fails: the call fails for good."""
+"""Every attempt the retry policy allows fails: the call fails for good.
 
-DEFAULT_SHAPES: tuple[Shape, ...] = (FAIL, DUPLICATE, DELAY_AFTER, OUTAGE)
-"""The shapes :func:`explore` and :func:`plans_for_calls` use by default, simplest first."""
+Not applied to calls retried without limit (such an outage never ends)."""
+
+TIMEOUT = Shape("timeout", _at_first_attempt(Timeout()))
+"""The first attempt never completes: the server times it out and retries the call."""
+
+TIMEOUT_AFTER_BODY = Shape("timeout_after_body", _at_first_attempt(Timeout(body="before")))
+"""The first attempt's body runs, then the attempt outlives its timeout: a zombie."""
+
+RESTART = Shape("restart", _at_first_attempt(Restart()))
+"""Once the call's first attempt has run, the worker drops the workflow from its cache.
+
+The next workflow task replays the history from the start (see :class:`~faults.Restart`)."""
+
+CANCEL = Shape("cancel", _at_first_attempt(Cancel()))
+"""The workflow is cancelled after the calls before this one, before this one's body runs."""
+
+CANCEL_AFTER_BODY = Shape("cancel_after_body", _at_first_attempt(Cancel(body="before")))
+"""The call's body runs, then the workflow is cancelled before it sees the result."""
+
+DEFAULT_SHAPES: tuple[Shape, ...] = (FAIL, DUPLICATE, OUTAGE, TIMEOUT, TIMEOUT_AFTER_BODY, RESTART)
+"""The shapes :func:`explore` and :func:`plans_for_calls` use by default, simplest first.
+
+Cancellation is left out: it changes what a correct run does (it ends
+cancelled); add :data:`CANCEL` and :data:`CANCEL_AFTER_BODY` (or use
+:data:`ALL_SHAPES`) when the invariant covers cancelled runs. :data:`DELAY_AFTER`
+makes a zombie as :data:`TIMEOUT_AFTER_BODY` does, at the cost of the timeout
+in real time.
+"""
+
+ALL_SHAPES: tuple[Shape, ...] = (*DEFAULT_SHAPES, CANCEL, CANCEL_AFTER_BODY)
+"""Every built-in shape but :data:`DELAY_AFTER`."""
 
 
 # --------------------------------------------------------------------------- schedules
@@ -799,7 +846,7 @@ def plans_for_calls(
         if shape is FAIL:
             most = call.max_attempts if call.max_attempts > 0 else max_burst
             burst = draw(st.integers(1, most))
-            return index, tuple(call.entry(n, Fail()) for n in range(1, burst + 1))
+            return index, (call.entry(1, Fail(), through=burst if burst > 1 else None),)
         return index, shape.entries(call)
 
     return st.lists(point(), min_size=1, max_size=max_faults, unique_by=lambda p: p[0]).map(
