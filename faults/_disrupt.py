@@ -198,6 +198,14 @@ async def disrupt(
             type=INJECTED_CANCEL_TYPE,
             non_retryable=True,
         )
+    if info.is_local:
+        raise ApplicationError(
+            f"injected fault {fault.describe()} on local activity {info.activity_type}: a "
+            "local activity runs inside a workflow task, so where the workflow would see the "
+            "cancellation depends on timing; put Cancel() on a (non-local) activity call",
+            type=INJECTED_CANCEL_TYPE,
+            non_retryable=True,
+        )
     result = await body() if fault.body == "before" else None
     handle = client.get_workflow_handle(info.workflow_id, run_id=info.workflow_run_id)
     await handle.cancel()

@@ -28,7 +28,8 @@ class Restart:
 
     The run is evicted through the workers :class:`~faults.FaultPlugin` runs in
     the process that runs the activity: the workflow's worker must be one of
-    them (as with the test harness), or the restart does not happen.
+    them (as with the test harness), or the restart does not happen. A local
+    activity runs inside a workflow task: a restart there does nothing.
 
     With ``during_task`` the workflow task that delivers the result fails
     instead (a crash in the middle of a task): the history shows a
@@ -67,6 +68,9 @@ class Cancel:
     If the workflow cancelled the call, the attempt then ends with a
     non-retryable failure the workflow has stopped waiting for; if it kept
     waiting (a call shielded from cancellation), the attempt completes normally.
+    On a local activity (which runs inside a workflow task, so the point where
+    the workflow would see the request depends on timing) the attempt fails
+    with a non-retryable error that says so.
     """
 
     body: Literal["never", "before"] = "never"

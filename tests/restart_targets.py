@@ -92,6 +92,18 @@ class TwoSteps:
         return f"{await _call(first_step, label)}{await _call(second_step, label)}"
 
 
+@workflow.defn
+class LocalThenRemote:
+    """``first_step`` as a local activity, then ``second_step``."""
+
+    @workflow.run
+    async def run(self, label: str) -> str:
+        a = await workflow.execute_local_activity(
+            first_step, label, start_to_close_timeout=timedelta(seconds=5)
+        )
+        return f"{a}{await _call(second_step, label)}"
+
+
 @workflow.defn(sandboxed=False)
 class ColdReplayDiverges:
     """Planted bug: what it calls first depends on state its worker process keeps."""

@@ -27,6 +27,7 @@ from .restart_targets import (
     Booking,
     BookingUndoAfterStep,
     ColdReplayDiverges,
+    LocalThenRemote,
     TwoSteps,
     book,
     booking_violations,
@@ -44,7 +45,7 @@ FAIL_ON_NONDETERMINISM = {"workflow_failure_exception_types": [NondeterminismErr
 def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     """Every finished run's history is also replayed against the workflow code."""
     return fault_harness(
-        workflows=[TwoSteps, Booking, BookingUndoAfterStep],
+        workflows=[TwoSteps, Booking, BookingUndoAfterStep, LocalThenRemote],
         activities=[first_step, second_step, book, undo],
         **FAIL_ON_NONDETERMINISM,
     )
@@ -246,6 +247,21 @@ def test_cancel_after_the_body_exposes_an_undo_registered_too_late(
     assert booking_violations(bad.workflow_id, completed=False) == {
         "atomicity": "ended with ['b'] still booked"
     }
+
+
+def test_cancel_on_a_local_activity_is_refused_with_the_fix(
+    harness: faults.testing.FaultHarness,
+) -> None:
+    plan = ScriptedPlan((ScriptedFault("first_step", 1, Cancel()),))
+    outcome = harness.run(LocalThenRemote.run, "x", plan=plan)
+    history = events(harness, outcome.workflow_id)
+    names = kinds(history)
+    assert "WORKFLOW_EXECUTION_CANCEL_REQUESTED" not in names
+    assert names[-1] == "WORKFLOW_EXECUTION_FAILED"
+    failure = history[-1].workflow_execution_failed_event_attributes.failure
+    messages = [failure.message, failure.cause.message]
+    assert any("put Cancel() on a (non-local) activity call" in m for m in messages), messages
+    assert outcome.workflow_id not in EFFECTS  # neither call's body ran
 
 
 def booking_check(harness: faults.testing.FaultHarness) -> faults.testing.Check:
