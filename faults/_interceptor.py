@@ -21,10 +21,10 @@ import json
 import re
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import temporalio.activity
 import temporalio.client
@@ -89,6 +89,8 @@ INJECTED_TIMEOUT_TYPE = "InjectedTimeout"
 The server has already timed the attempt out, so it rejects this failure; the
 workflow sees the server's own timeout.
 """
+
+_T = TypeVar("_T")
 
 _current_plan: ContextVar[FaultPlan | None] = ContextVar("faults_current_plan", default=None)
 
@@ -344,6 +346,23 @@ async def _pause(seconds: float) -> None:
         await asyncio.sleep(min(left, _PAUSE_SLICE))
 
 
+async def _abandon_if_cancelled(call: Awaitable[_T]) -> _T:
+    """Await ``call``, giving it up (raising) if the activity is cancelled meanwhile.
+
+    A threaded activity's cancellation does not interrupt the event loop, so
+    the call is watched every tenth of a second.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        while not task.done():
+            if temporalio.activity.is_cancelled():
+                raise temporalio.exceptions.CancelledError("held attempt cancelled")
+            await asyncio.wait({task}, timeout=_PAUSE_SLICE)
+        return task.result()
+    finally:
+        task.cancel()
+
+
 async def _release_clock(
     client: temporalio.client.Client, info: temporalio.activity.Info, timeout: float
 ) -> bool:
@@ -382,7 +401,10 @@ async def _release_clock(
         return False
     sleep = Duration()
     sleep.FromTimedelta(timedelta(seconds=skip))
-    await service.test_service.unlock_time_skipping_with_sleep(SleepRequest(duration=sleep))
+    # The server takes the clock back by itself: giving up the wait leaves it balanced.
+    await _abandon_if_cancelled(
+        service.test_service.unlock_time_skipping_with_sleep(SleepRequest(duration=sleep))
+    )
     return True
 
 
@@ -408,20 +430,20 @@ async def _attempt_is_open(
 async def _outlive_timeout(
     info: temporalio.activity.Info, client: temporalio.client.Client | None, started: float
 ) -> None:
-    """Hold the attempt until whoever times it out has done so.
+    """Hold the attempt until the server has timed it out.
 
-    A workflow's activity is held until the server no longer counts this
-    attempt as started (it timed it out, and retried it or failed the
-    activity), read from the workflow's description; a local activity until
-    its worker cancels it at its timeout. ``started`` is the attempt's start on
-    :func:`time.monotonic`. Without a client to ask, the hold ends a second
-    after the timeout was due.
+    The attempt is held until the server no longer counts it as started (it
+    timed it out, and retried it or failed the activity), read from the
+    workflow's description. ``started`` is the attempt's start on
+    :func:`time.monotonic`. Without a client (or a workflow) to ask, the hold
+    ends a second after the timeout was due; with no timeout at all, only
+    when the attempt is cancelled.
     """
     timeout = _first_timeout(info)
-    if info.is_local or not info.workflow_id or timeout is None:
-        while True:  # until cancelled: a local activity's worker cancels it at its timeout
+    if timeout is None:
+        while True:
             await _pause(3600)
-    if client is None:
+    if client is None or not info.workflow_id:
         await _pause(timeout + 1.0 - (time.monotonic() - started))
         return
     if not await _release_clock(client, info, timeout):
@@ -480,8 +502,13 @@ class _ActivityInbound(ActivityInboundInterceptor):
             attempt=info.attempt,
         )
         fault = plan.decide(call)
-        if fault is None or (isinstance(fault, HeartbeatLoss) and info.heartbeat_timeout is None):
-            # Heartbeat loss means nothing to an activity without a heartbeat timeout.
+        if (
+            fault is None
+            # Heartbeat loss means nothing to an activity without a heartbeat timeout, and a
+            # timeout nothing to a local activity (no server times it out; see Timeout).
+            or (isinstance(fault, HeartbeatLoss) and info.heartbeat_timeout is None)
+            or (isinstance(fault, Timeout) and info.is_local)
+        ):
             return await self.next.execute_activity(input)
         self._owner.log.record(
             Injection(

@@ -150,9 +150,11 @@ class Timeout:
     ``body="never"`` the attempt does nothing before it times out.
 
     On the time-skipping test server the held attempt lets the server's clock
-    skip to just before the timeout, so it costs little real time there;
-    elsewhere it costs the timeout. A local activity is timed out by its
-    worker instead of the server.
+    skip to just before the timeout, so it costs about a quarter of a second
+    there; elsewhere it costs the timeout. A local activity is not faulted: no
+    server times it out (its worker would, in real time at its full timeout
+    on every server), and a lost completion (:class:`Duplicate`) already
+    shows what a zombie local attempt does.
     """
 
     body: Literal["never", "before"] = "never"
