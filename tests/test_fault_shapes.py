@@ -109,8 +109,17 @@ class LocalShapedWorkflow:
         )
 
 
+@workflow.defn
+class NapWorkflow:
+    """Sleeps a day: it ends only if the time-skipping server's clock is free to skip."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.sleep(timedelta(days=1))
+
+
 TARGETS: dict[str, Any] = {
-    "workflows": [ShapedWorkflow, LocalShapedWorkflow],
+    "workflows": [ShapedWorkflow, LocalShapedWorkflow, NapWorkflow],
     "activities": [shaped, shaped_sync],
 }
 
@@ -434,3 +443,16 @@ def test_a_long_timeout_on_the_time_skipping_server(fault_harness: Any) -> None:
     scheduled = of_type(events, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)[0]
     waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
     assert waited >= timedelta(seconds=10)
+
+
+def test_held_attempts_leave_the_test_servers_clock_free(fault_harness: Any) -> None:
+    """Eight timeouts at once hand their clock locks back and take them again in balance."""
+    harness = fault_harness(**TARGETS)
+    timed_out = plan(ScriptedFault("shaped", 1, Timeout()))
+    outcomes = harness.run_many(ShapedWorkflow.run, [(10.0, 3)] * 8, plan=timed_out)
+    for outcome in outcomes:
+        assert [(i.kind, i.attempt) for i in outcome.injections] == [("timeout", 1)]
+        assert body_ran(outcome.workflow_id) == [2]
+    # A day-long sleep still skips: no lock was left behind.
+    nap = harness.run(NapWorkflow.run, plan=ScriptedPlan())
+    assert of_type(history(harness, nap.workflow_id), EventType.EVENT_TYPE_TIMER_FIRED)
