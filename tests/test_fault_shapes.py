@@ -428,11 +428,17 @@ def test_a_timeout_leaves_a_local_activity_alone(dev: faults.testing.FaultHarnes
 # ------------------------------------------------------------------ on the time-skipping server
 
 
-def test_a_long_timeout_on_the_time_skipping_server(fault_harness: Any) -> None:
+@pytest.mark.parametrize("threaded", [False, True])
+def test_a_long_timeout_on_the_time_skipping_server(fault_harness: Any, threaded: bool) -> None:
     """A 10 s start-to-close timeout: the server's clock skips to it (see the benchmark)."""
     harness = fault_harness(**TARGETS)
+    activity_name = "shaped_sync" if threaded else "shaped"
     outcome = harness.run(
-        ShapedWorkflow.run, 10.0, 3, plan=plan(ScriptedFault("shaped", 1, Timeout(body="before")))
+        ShapedWorkflow.run,
+        10.0,
+        3,
+        threaded,
+        plan=plan(ScriptedFault(activity_name, 1, Timeout(body="before"))),
     )
     events = history(harness, outcome.workflow_id)
     assert last_started(events).attempt == 2
