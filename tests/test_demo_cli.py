@@ -46,6 +46,21 @@ def test_a_run_without_workdir_removes_what_it_created(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("workflow-resilience-*")), "the demo left its databases"
 
 
+def test_saga_chaos_runs_schedules_at_once_and_a_seed_replays_its_faults() -> None:
+    """``--chaos N --only saga``: every schedule held, and the same seeds inject the same faults."""
+    summaries = []
+    for _ in range(2):
+        result = demo("--only", "saga", "--chaos", "12", "--seed", "40", "--concurrency", "4")
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert "time-skipping test server" in out
+        assert "12 chaos schedules, every invariant held" in out
+        summary = out[out.index("faults injected:") : out.index("12 chaos schedules")]
+        assert "fail" in summary
+        summaries.append(summary)
+    assert summaries[0] == summaries[1]
+
+
 def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
     result = demo("--only", "saga", "--faults", "none", "--workdir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -60,6 +75,8 @@ def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
         (["--seed", "many"], "argument --seed: invalid int value: 'many'"),
         (["--only", "bulkhead"], "argument --only: invalid choice: 'bulkhead'"),
         (["--chaos", "-3"], "argument --chaos: -3 is negative"),
+        (["--chaos", "5", "--concurrency", "0"], "argument --concurrency: 0 must be >= 1"),
+        (["--chaos", "5", "--external-workers"], "argument --external-workers: needs --address"),
         (["--workdir", "/nonexistent/dir"], "/nonexistent/dir is not a directory"),
     ],
 )

@@ -22,6 +22,7 @@ import faults.testing
 
 from .._sqlite import ServiceDatabaseError
 from ._breaker import demonstrate as demonstrate_breaker
+from ._chaos import DEFAULT_CONCURRENCY, saga_chaos
 from ._fanout import demonstrate as demonstrate_fanout
 from ._report import Demonstration, DemoReport, Say
 from ._saga import demonstrate as demonstrate_saga
@@ -86,6 +87,28 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="run only this pattern (repeatable)",
     )
+    parser.add_argument(
+        "--server",
+        choices=("dev", "time-skipping"),
+        default=None,
+        help="the embedded server: the dev server (the report's default) or the time-skipping "
+        "test server (the default of --chaos without the breaker, whose open period runs on "
+        "the wall clock)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"--chaos --only saga: schedules in flight at once (default {DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--external-workers",
+        action="store_true",
+        help="--chaos --only saga against --address: start no worker here; worker processes "
+        "('python -m faults worker --setup patterns.demo:saga_registration' with SAGA_CHAOS_DB "
+        "naming WORKDIR/saga/saga-chaos.sqlite) serve the task queue 'saga-chaos'",
+    )
     return parser
 
 
@@ -106,18 +129,28 @@ def _ui_port(client: Client) -> int:
     return int(client.service_client.config.target_host.rsplit(":", 1)[1]) + 1000
 
 
+def _server(args: argparse.Namespace, selected: Sequence[str]) -> str:
+    """The embedded server to start: as asked, else time skipping for chaos without the breaker."""
+    if args.server is not None:
+        return str(args.server)
+    return "time-skipping" if args.chaos and "breaker" not in selected else "dev"
+
+
 async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     log = faults.FaultLog()
     plugin = faults.FaultPlugin(log=log, strict=False)
+    selected = [n for n in PATTERNS if not args.only or n in args.only]
     if args.address:
         say(f"connecting to {args.address} ...")
         env = await faults.testing.start_environment(
             "external", plugins=[plugin], address=args.address, namespace=args.namespace
         )
+    elif _server(args, selected) == "time-skipping":
+        say("starting the embedded Temporal time-skipping test server on 127.0.0.1 ...")
+        env = await faults.testing.start_environment("time-skipping", plugins=[plugin])
     else:
         say("starting the embedded Temporal dev server on 127.0.0.1 ...")
         env = await faults.testing.start_environment("dev", plugins=[plugin], ui=args.ui)
-    selected = [n for n in PATTERNS if not args.only or n in args.only]
     with contextlib.ExitStack() as keep:
         if args.workdir is not None:
             workdir = args.workdir
@@ -206,6 +239,8 @@ async def _chaos(
     log: faults.FaultLog,
 ) -> int:
     """Run ``args.chaos`` seeded fault schedules; stop at the first violated invariant."""
+    if list(selected) == ["saga"]:
+        return await _saga_chaos(client, args, workdir, log)
     started = time.perf_counter()
     for i in range(args.chaos):
         seed = args.seed + i
@@ -231,6 +266,41 @@ async def _chaos(
             return 1
         say(f"chaos {i + 1}/{args.chaos}: seed {seed} held ({(i + 1) / elapsed:.2f} runs/s)")
     say(f"\n{args.chaos} chaos runs, every invariant held")
+    return 0
+
+
+async def _saga_chaos(
+    client: Client, args: argparse.Namespace, workdir: Path, log: faults.FaultLog
+) -> int:
+    """Saga schedules ``args.concurrency`` at a time on one worker (see ``_chaos.py``)."""
+    (workdir / "saga").mkdir(parents=True, exist_ok=True)
+    result = await saga_chaos(
+        client,
+        seeds=range(args.seed, args.seed + args.chaos),
+        plan_for=lambda seed: _chaos_plan(args.faults, seed),
+        workdir=workdir / "saga",
+        say=say,
+        concurrency=args.concurrency,
+        external_workers=args.external_workers,
+    )
+    say(log.summary())
+    if result.violation is not None:
+        seed, runs = result.violation
+        for run in runs:
+            say(f"order {run.order.order_id} ({run.label}): {run.outcome}; journal {run.journal}")
+            for check in run.checks:
+                if not check.held:
+                    say(f"  [VIOLATED] {check.name}: {check.detail}")
+        say(
+            f"\nchaos: seed {seed} violated an invariant after {result.held} schedules held; "
+            "reproduce with:\n"
+            f"  python -m patterns --seed {seed} --faults '{args.faults}' --only saga"
+        )
+        return 1
+    say(
+        f"\n{result.held} chaos schedules, every invariant held "
+        f"({result.held / result.seconds:.2f} schedules/s, {result.seconds:.0f} s)"
+    )
     return 0
 
 
@@ -282,6 +352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"argument --workdir: {args.workdir} is not a directory; create it first")
     if args.chaos < 0:
         parser.error(f"argument --chaos: {args.chaos} is negative; pass a number of runs >= 1")
+    if args.concurrency < 1:
+        parser.error(f"argument --concurrency: {args.concurrency} must be >= 1")
+    if args.external_workers and not (args.address and args.chaos and args.only == ["saga"]):
+        parser.error(
+            "argument --external-workers: needs --address, --chaos N and --only saga "
+            "(worker processes serve the saga chaos task queue of a cluster)"
+        )
     plan = _plan(parser, args.faults, args.seed)
     try:
         return asyncio.run(_run(args, plan))

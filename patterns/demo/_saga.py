@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import pathlib
 import random
+from typing import Any
 
 import temporalio.client
 from temporalio.client import WorkflowFailureError
@@ -27,7 +29,11 @@ from ..saga._invariants import check_invariants, observe_run
 from ._report import DemoReport, InvariantCheck, Say
 
 
-def _scenarios(seed: int, services: OrderServices) -> list[tuple[str, Order]]:
+def scenarios(seed: int, services: OrderServices) -> list[tuple[str, Order]]:
+    """The four orders of seed ``seed``, on SKUs of their own that this stocks.
+
+    A regular order, a declined card, an item out of stock, an address not served.
+    """
     catalog = make_catalog(seed, 8, prefix=f"D{seed}", max_stock=40)
     services.stock_products((p.sku, p.unit_price_cents, 40) for p in catalog)
     sold_out = catalog[-1]
@@ -50,6 +56,102 @@ def _scenarios(seed: int, services: OrderServices) -> list[tuple[str, Order]]:
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class OrderRun:
+    """One order of a schedule: its outcome as the history and the database show it."""
+
+    label: str
+    order: Order
+    outcome: str
+    journal: str
+    checks: tuple[InvariantCheck, ...]
+
+
+def saga_worker(
+    client: temporalio.client.Client,
+    task_queue: str,
+    services: OrderServices,
+    executor: concurrent.futures.Executor,
+) -> Worker:
+    """The worker every order of a demonstration or a chaos run goes through."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[OrderSaga],
+        activities=OrderActivities(services).activities(),
+        activity_executor=executor,
+    )
+
+
+def saga_registration() -> dict[str, Any]:
+    """What ``python -m faults worker --setup patterns.demo:saga_registration`` serves.
+
+    The services database is ``$SAGA_CHAOS_DB``: the one the chaos command that
+    starts the orders names (``WORKDIR/saga/saga-chaos.sqlite``).
+    """
+    database = os.environ.get("SAGA_CHAOS_DB")
+    if not database:
+        raise ValueError("SAGA_CHAOS_DB must name the chaos run's services database")
+    return {
+        "workflows": [OrderSaga],
+        "activities": OrderActivities(database).activities(),
+        "options": {"activity_executor": concurrent.futures.ThreadPoolExecutor(32)},
+    }
+
+
+async def run_order(
+    client: temporalio.client.Client,
+    task_queue: str,
+    services: OrderServices,
+    label: str,
+    order: Order,
+    plan: faults.FaultPlan | None,
+) -> OrderRun:
+    """Run one order under ``plan`` and check the saga invariants from its evidence.
+
+    The workflow id comes from the order id alone ("<seed>-<n>"): a random plan's
+    faults depend on workflow ids, so the same seed replays the same faults.
+    """
+    skus = sorted({item.sku for item in order.items})
+    before = {sku: services.stock(sku) for sku in skus}
+    workflow_id = f"saga-demo-order-{order.order_id}"
+    with faults.injecting(plan):
+        handle = await client.start_workflow(
+            OrderSaga.run, args=[order, SagaSettings()], id=workflow_id, task_queue=task_queue
+        )
+    error: WorkflowFailureError | None = None
+    try:
+        await handle.result()
+    except WorkflowFailureError as err:
+        error = err
+    run = await observe_run(client, workflow_id, error)
+    ledger = services.ledger(order.order_id)
+    after = {sku: services.stock(sku) for sku in skus}
+    return OrderRun(
+        label,
+        order,
+        run.status if not run.error_type else f"{run.status} ({run.error_type})",
+        ", ".join(f"{e.op}:{e.effect}" for e in ledger.journal) or "nothing",
+        tuple(check_invariants(order, ledger, run, before, after)),
+    )
+
+
+def report_of(runs: list[OrderRun]) -> DemoReport:
+    """The demonstration's report: each order's outcome, each invariant over all orders."""
+    report = DemoReport("saga")
+    results: dict[str, list[InvariantCheck]] = {}
+    for run in runs:
+        report.summary.append(f"order {run.order.order_id} ({run.label}): {run.outcome}")
+        for check in run.checks:
+            results.setdefault(check.name, []).append(check)
+    for name, checks in results.items():
+        broken = [c.detail for c in checks if not c.held]
+        report.checks.append(
+            InvariantCheck(name, not broken, "; ".join(broken) or f"held for {len(checks)} orders")
+        )
+    return report
+
+
 async def demonstrate(
     client: temporalio.client.Client,
     *,
@@ -64,53 +166,17 @@ async def demonstrate(
     (if any) injects faults into every activity the orders run.
     """
     services = OrderServices(workdir / "saga-services.sqlite")
-    activities = OrderActivities(services)
-    report = DemoReport("saga")
-    results: dict[str, list[InvariantCheck]] = {}
     task_queue = faults.testing.unique_id(f"saga-demo-{seed}")
+    runs = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as executor:
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[OrderSaga],
-            activities=activities.activities(),
-            activity_executor=executor,
-        ):
-            for label, order in _scenarios(seed, services):
-                skus = sorted({item.sku for item in order.items})
-                before = {sku: services.stock(sku) for sku in skus}
-                # From the seed alone (order ids are "<seed>-<n>"): a random plan's faults
-                # depend on workflow ids, so the same seed must replay the same faults.
-                workflow_id = f"saga-demo-order-{order.order_id}"
+        async with saga_worker(client, task_queue, services, executor):
+            for label, order in scenarios(seed, services):
                 say(
                     f"order {order.order_id} ({label}): {order.customer}, "
                     f"{len(order.items)} item(s), {order.total_cents / 100:.2f} to "
                     f"{order.address.city}, {order.address.country}"
                 )
-                with faults.injecting(plan):
-                    handle = await client.start_workflow(
-                        OrderSaga.run,
-                        args=[order, SagaSettings()],
-                        id=workflow_id,
-                        task_queue=task_queue,
-                    )
-                error: WorkflowFailureError | None = None
-                try:
-                    await handle.result()
-                except WorkflowFailureError as err:
-                    error = err
-                run = await observe_run(client, workflow_id, error)
-                ledger = services.ledger(order.order_id)
-                after = {sku: services.stock(sku) for sku in skus}
-                ops = ", ".join(f"{e.op}:{e.effect}" for e in ledger.journal)
-                outcome = run.status if not run.error_type else f"{run.status} ({run.error_type})"
-                say(f"  -> {outcome}; journal: {ops or 'nothing'}")
-                report.summary.append(f"order {order.order_id} ({label}): {outcome}")
-                for check in check_invariants(order, ledger, run, before, after):
-                    results.setdefault(check.name, []).append(check)
-    for name, checks in results.items():
-        broken = [c.detail for c in checks if not c.held]
-        report.checks.append(
-            InvariantCheck(name, not broken, "; ".join(broken) or f"held for {len(checks)} orders")
-        )
-    return report
+                run = await run_order(client, task_queue, services, label, order, plan)
+                say(f"  -> {run.outcome}; journal: {run.journal}")
+                runs.append(run)
+    return report_of(runs)
