@@ -3,12 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from temporalio.client import WorkflowFailureError
 
-from patterns.saga import DECLINED_CARD, Order, OrderServices
+from faults.testing import unique_id
+from patterns.saga import (
+    DECLINED_CARD,
+    Order,
+    OrderSaga,
+    OrderServices,
+    Product,
+    SagaSettings,
+    make_order,
+)
+
+
+async def start_mixed_orders(
+    client: Any,
+    task_queue: str,
+    rng: random.Random,
+    catalog: Sequence[Product],
+    orders: list[Order],
+    handles: list[Any],
+    *,
+    count: int,
+    prefix: str,
+    step_attempts: int,
+) -> None:
+    """Start ``count`` more sagas: every 4th order declined, every 5th to an unserved address.
+
+    Appends each order to ``orders`` and its workflow handle to ``handles``.
+    """
+    for _ in range(count):
+        n = len(orders)
+        order = make_order(
+            rng.randrange(2**32),
+            catalog,
+            order_id=f"{prefix}-{n}",
+            declined=n % 4 == 1,
+            country="AQ" if n % 5 == 2 else None,
+        )
+        orders.append(order)
+        handles.append(
+            await client.start_workflow(
+                OrderSaga.run,
+                args=[order, SagaSettings(step_attempts=step_attempts)],
+                id=unique_id(f"{prefix}-order-{n}"),
+                task_queue=task_queue,
+            )
+        )
 
 
 async def saga_outcomes(handles: Sequence[Any]) -> list[str | None]:

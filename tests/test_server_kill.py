@@ -38,15 +38,13 @@ from patterns.saga import (
     OrderActivities,
     OrderSaga,
     OrderServices,
-    SagaSettings,
     make_catalog,
-    make_order,
 )
 
 from . import kill_targets
 from .batch_checks import assert_batch_complete
 from .kill_targets import HeldWorkflow, held_step
-from .order_ledgers import assert_ledgers_balance, saga_outcomes
+from .order_ledgers import assert_ledgers_balance, saga_outcomes, start_mixed_orders
 
 KILLS = 10
 SEED = 20261129
@@ -157,24 +155,17 @@ def test_workflows_finish_through_ten_server_kills(server: DevServer, tmp_path: 
                             HeldWorkflow.run, gate, id=gate, task_queue=TASK_QUEUE
                         )
                     )
-                    for _ in range(2):
-                        n = len(orders)
-                        order = make_order(
-                            rng.randrange(2**32),
-                            catalog,
-                            order_id=f"kill-{n}",
-                            declined=n % 4 == 1,
-                            country="AQ" if n % 5 == 2 else None,
-                        )
-                        orders.append(order)
-                        sagas.append(
-                            await client.start_workflow(
-                                OrderSaga.run,
-                                args=[order, SagaSettings(step_attempts=30)],
-                                id=faults.testing.unique_id(f"kill-order-{n}"),
-                                task_queue=TASK_QUEUE,
-                            )
-                        )
+                    await start_mixed_orders(
+                        client,
+                        TASK_QUEUE,
+                        rng,
+                        catalog,
+                        orders,
+                        sagas,
+                        count=2,
+                        prefix="kill",
+                        step_attempts=30,
+                    )
                     while not kill_targets.STARTED.get(gate):  # the held activity has started
                         await asyncio.sleep(0.01)
                     await asyncio.sleep(rng.uniform(0, 0.3))

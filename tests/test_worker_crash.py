@@ -30,15 +30,12 @@ from patterns.fanout import (
     FanOutBatchWorkflow,
 )
 from patterns.saga import (
-    OrderSaga,
     OrderServices,
-    SagaSettings,
     make_catalog,
-    make_order,
 )
 
 from .batch_checks import assert_batch_complete
-from .order_ledgers import assert_ledgers_balance, saga_outcomes
+from .order_ledgers import assert_ledgers_balance, saga_outcomes, start_mixed_orders
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 20
@@ -113,28 +110,21 @@ def test_workflows_complete_through_twenty_worker_kills(
         database=str(tmp_path / "fanout.sqlite"),
         config=BatchConfig(chunk_size=50, window=8, segment_size=1_000, child_window=2),
     )
-    orders = []
+    orders: list[Any] = []
     handles: list[Any] = []
 
     async def start_orders(count: int) -> None:
-        for _ in range(count):
-            n = len(orders)
-            order = make_order(
-                rng.randrange(2**32),
-                catalog,
-                order_id=f"crash-{n}",
-                declined=n % 4 == 1,
-                country="AQ" if n % 5 == 2 else None,
-            )
-            orders.append(order)
-            handles.append(
-                await client.start_workflow(
-                    OrderSaga.run,
-                    args=[order, SagaSettings(step_attempts=20)],
-                    id=faults.testing.unique_id(f"crash-order-{n}"),
-                    task_queue=task_queue,
-                )
-            )
+        await start_mixed_orders(
+            client,
+            task_queue,
+            rng,
+            catalog,
+            orders,
+            handles,
+            count=count,
+            prefix="crash",
+            step_attempts=20,
+        )
 
     batch_handle = temporal_loop.run(
         client.start_workflow(
