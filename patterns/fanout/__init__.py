@@ -9,12 +9,11 @@ Faker from ``(seed, index)``.
 
 from temporalio import workflow
 
-from ._fanin import FanIn
-
 # Workflow code imports this package inside the workflow sandbox: pass the
 # modules workflows do not run through it rather than re-import them per run.
 with workflow.unsafe.imports_passed_through():
     from ._activities import FanOutActivities
+    from ._fanin import FanIn
     from ._records import (
         Customer,
         EnrichedCustomer,
@@ -24,25 +23,25 @@ with workflow.unsafe.imports_passed_through():
         process_record,
         validate,
     )
-from ._types import (
-    FAILURE_POLICIES,
-    MAX_ACTIVITIES_PER_WORKFLOW,
-    MAX_RECORDS,
-    MAX_SEGMENTS,
-    RECORD_FAILED_TYPE,
-    BatchConfig,
-    BatchConfigError,
-    BatchRequest,
-    BatchResult,
-    FailedRange,
-    FailurePolicy,
-    RangeRequest,
-    RangeResult,
-    RecordFailure,
-    SealRequest,
-    SealResult,
-    record_id,
-)
+    from ._types import (
+        FAILURE_POLICIES,
+        MAX_ACTIVITIES_PER_WORKFLOW,
+        MAX_RECORDS,
+        MAX_SEGMENTS,
+        RECORD_FAILED_TYPE,
+        BatchConfig,
+        BatchConfigError,
+        BatchRequest,
+        BatchResult,
+        FailedRange,
+        FailurePolicy,
+        RangeRequest,
+        RangeResult,
+        RecordFailure,
+        SealRequest,
+        SealResult,
+        record_id,
+    )
 from ._workflow import ACTIVITY_TIMEOUT, RETRY_POLICY, FanOutBatchWorkflow, FanOutSegmentWorkflow
 
 __all__ = [

@@ -12,20 +12,21 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, TimeoutError
 
-from ._fanin import FanIn
-from ._types import (
-    RECORD_FAILED_TYPE,
-    BatchRequest,
-    BatchResult,
-    RangeRequest,
-    RangeResult,
-    RecordFailure,
-    SealRequest,
-    record_id,
-)
-
+# Only this module runs inside the sandbox, once per workflow run; the rest is pure
+# (frozen dataclasses, the fan-in) and passed through rather than re-imported per run.
 with workflow.unsafe.imports_passed_through():
     from ._activities import FanOutActivities
+    from ._fanin import FanIn
+    from ._types import (
+        RECORD_FAILED_TYPE,
+        BatchRequest,
+        BatchResult,
+        RangeRequest,
+        RangeResult,
+        RecordFailure,
+        SealRequest,
+        record_id,
+    )
 
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 """Start-to-close timeout of one chunk activity attempt."""
