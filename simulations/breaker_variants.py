@@ -36,6 +36,25 @@ class TooManyProbes(BreakerMachine):
         return super().acquire(now)
 
 
+class OpensOnASuccess(BreakerMachine):
+    """Bug: a success is judged on the failure rate alone, before the window holds the minimum.
+
+    Its extra check after a success leaves out ``minimum_calls``, so a success in a window
+    still short of the minimum opens the breaker if the failures already reach the threshold.
+    Failures, and successes in a window at or past the minimum, behave as in the
+    correct machine, and the counters it shows are the correct ones.
+    """
+
+    def _count(self, failed: bool, at: float, what: str) -> None:
+        super()._count(failed, at, what)
+        s = self.state
+        if failed or s.state != "closed" or not s.window:
+            return
+        failures = sum(s.window)
+        if failures / len(s.window) >= self.config.failure_rate_threshold:
+            self._move("open", at, f"{failures}/{len(s.window)} calls failed")
+
+
 @workflow.defn(name="BrokenBreakerNeverHalfOpens")
 class NeverHalfOpensEntity(CircuitBreakerEntity):
     """The entity running :class:`NeverHalfOpens`."""
@@ -70,6 +89,7 @@ MACHINES: dict[str, type[BreakerMachine]] = {
     "correct": BreakerMachine,
     "never_half_opens": NeverHalfOpens,
     "too_many_probes": TooManyProbes,
+    "opens_on_a_success": OpensOnASuccess,
 }
 ENTITIES: dict[str, type[CircuitBreakerEntity]] = {
     "correct": CircuitBreakerEntity,

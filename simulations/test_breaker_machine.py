@@ -130,19 +130,26 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
         def complete(self, permit: str, outcome: str) -> None:
             assert self.driver is not None and self.model is not None
             self._step(f"complete({permit}, {outcome})")
+            cfg = self.model.cfg
+            # Read before the report: a transition empties the model's window.
             before, probes_ok = self.model.state, self.model.probes_ok
+            calls_before = len(self.model.outcomes)
             view = self.driver.record(permit, outcome == "ok", DURATIONS[outcome])
             counted = self.model.report(permit, outcome == "ok", DURATIONS[outcome])
             if before == "closed" and view.state == "open":
                 assert counted, "opened on the report of a permit that no longer counts"
                 if outcome == "ok":
-                    # A success never raises the failure rate: it can open the breaker only
-                    # as the call that brings the window up to the minimum.
-                    assert len(self.model.outcomes) == self.model.cfg.minimum, (
-                        f"opened on a success with {len(self.model.outcomes)} calls in the window"
+                    # A success ends any streak and never raises the failure rate (a window
+                    # below full gains a success, a full one trades its oldest outcome for
+                    # one), and a window of minimum_calls or more was judged on the call
+                    # before: a success can open the breaker only as the call that brings
+                    # the window up to the minimum, from exactly one call short of it.
+                    assert calls_before + 1 == cfg.minimum, (
+                        f"opened on a success with {calls_before} call(s) in the window "
+                        f"before it and minimum_calls={cfg.minimum}"
                     )
             if view.state == "closed" and before == "half_open":
-                assert outcome == "ok" and probes_ok + 1 == self.model.cfg.probes, (
+                assert outcome == "ok" and probes_ok + 1 == cfg.probes, (
                     f"closed after {probes_ok} successful probes and a {outcome} one"
                 )
             assert view.state == self.model.state, (
@@ -220,6 +227,61 @@ def expect_caught(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any
 
 def test_state_machine_matches_the_model() -> None:
     check(simulation(lambda config: MachineDriver(MACHINES["correct"], config)), steps=40)
+
+
+PINNED = ModelConfig(
+    threshold=0.25,
+    window=4,
+    minimum=4,
+    streak=None,
+    slow_seconds=None,
+    open_minutes=1,
+    probes=1,
+    timeout_minutes=2,
+)
+"""The configuration of the pinned runs: 4 calls needed, and one failure in 4 opens."""
+
+
+def failures_then_a_success(variant: str, failures: int) -> Any:
+    """Run the simulation's own rules on ``variant``: ``failures`` failed calls, then one ``ok``.
+
+    Returns the state machine (its model shows what the success did); a rule that catches
+    the breaker breaking a promise raises ``AssertionError``.
+    """
+    state: Any = simulation(lambda config: MachineDriver(MACHINES[variant], config))()
+    state.configure(cfg=PINNED)
+    state.matches_the_model()
+    for _ in range(failures):
+        state.outage(callers=1)
+        state.matches_the_model()
+    (permit,) = state.acquire(callers=1).values
+    state.matches_the_model()
+    assert (state.model.state, state.model.outcomes) == ("closed", [False] * failures)
+    try:
+        state.complete(permit=permit, outcome="ok")
+        state.matches_the_model()
+    finally:
+        state.teardown()
+    return state
+
+
+def test_a_success_that_fills_the_window_to_the_minimum_opens_the_breaker() -> None:
+    """A pinned run: three failures, then a success that brings the window to the minimum.
+
+    With 3 failures in 4 calls (0.75 >= 0.25) the breaker must open on that success. The
+    simulation once raised a false alarm here: its check read the model's window after the
+    transition had emptied it ("opened on a success with 0 calls in the window").
+    """
+    model = failures_then_a_success("correct", failures=3).model
+    assert (model.state, model.changes) == ("open", 1)  # it opened, on that success
+
+
+def test_a_breaker_that_opens_on_a_success_short_of_the_minimum_is_caught() -> None:
+    """The same check still fails a breaker that opens on a success in a window of 2 calls."""
+    with pytest.raises(AssertionError, match=r"opened on a success with 1 call\(s\)"):
+        failures_then_a_success("opens_on_a_success", failures=1)
+    model = failures_then_a_success("correct", failures=1).model
+    assert (model.state, model.outcomes) == ("closed", [False, True])  # the correct one stays
 
 
 @pytest.mark.parametrize("variant", ["never_half_opens", "too_many_probes"])
