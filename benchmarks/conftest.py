@@ -4,7 +4,9 @@ Every figure is reported beside a baseline measured in the same session, since
 these machines are noisy: ``throughput.record(benchmark, name, units)`` stores
 units per second from the benchmark's median round (robust to a noisy round), and
 ``throughput.ratio(benchmark, name, baseline)`` adds the ratio to the
-benchmark's ``extra_info`` (and so to ``--benchmark-json``). A table of all
+benchmark's ``extra_info`` (and so to ``--benchmark-json``);
+``throughput.record_ratio`` stores one the benchmark computed itself, such as
+the median over paired rounds of a baseline and a candidate. A table of all
 rates and ratios is printed at the end of the run.
 """
 
@@ -48,19 +50,33 @@ class Throughput:
         if name not in self.rates or baseline not in self.rates:
             return None
         value = self.rates[name][0] / self.rates[baseline][0]
+        return self.record_ratio(benchmark, name, baseline, value)
+
+    def record_ratio(self, benchmark: Any, name: str, baseline: str, value: float) -> float:
+        """Store a ratio the benchmark computed itself (for instance from paired rounds).
+
+        Record it right after the rate of ``name``: a report reads a ratio as
+        belonging to the benchmark's last rate.
+        """
         benchmark.extra_info[f"ratio_vs_{baseline}"] = value
         self.ratios[name] = (baseline, value)
         return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--overhead-rounds``."""
+    """Add ``--overhead-rounds`` and ``--soak-runs``."""
     parser.getgroup("benchmark").addoption(
         "--overhead-rounds",
         type=int,
         default=12,
         help="paired rounds of the fault-layer overhead benchmark (default 12, ~2 minutes); "
         "more rounds narrow its interval (60 take ~9 minutes).",
+    )
+    parser.getgroup("benchmark").addoption(
+        "--soak-runs",
+        type=int,
+        default=10_000,
+        help="runs of the session soak benchmark (default 10,000, ~6 minutes on 2 idle cores).",
     )
 
 
