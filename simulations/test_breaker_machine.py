@@ -171,6 +171,23 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             finally:
                 self.in_macro = False
 
+        @rule(outcomes=st.lists(st.sampled_from(["ok", "fail", "slow"]), min_size=1, max_size=4))
+        def traffic(self, outcomes: list[str]) -> None:
+            """A macro step: callers acquire permits together, then report these outcomes in order.
+
+            Mixed outcomes from one step, so a closed window often holds both failures and
+            successes (with single steps, a success rarely follows a failure before the
+            breaker opens or the permits time out).
+            """
+            self._step(f"traffic({outcomes})")
+            self.in_macro = True
+            try:
+                admitted = self.acquire(len(outcomes)).values  # maybe fewer than outcomes
+                for permit, outcome in zip(admitted, outcomes, strict=False):
+                    self.complete(permit, outcome)
+            finally:
+                self.in_macro = False
+
         @rule(minutes=st.integers(1, 6))
         def advance(self, minutes: int) -> None:
             assert self.driver is not None and self.model is not None
@@ -216,8 +233,10 @@ def check(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> Non
     )
 
 
-def expect_caught(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> list[str]:
-    with pytest.raises(AssertionError):
+def expect_caught(
+    sim: type[RuleBasedStateMachine], steps: int, match: str | None = None, **overrides: Any
+) -> list[str]:
+    with pytest.raises(AssertionError, match=match):
         check(sim, steps, **overrides)
     return list(sim.last_run)  # type: ignore[attr-defined]  # the shrunk failing run ran last
 
@@ -284,12 +303,20 @@ def test_a_breaker_that_opens_on_a_success_short_of_the_minimum_is_caught() -> N
     assert (model.state, model.outcomes) == ("closed", [False, True])  # the correct one stays
 
 
-@pytest.mark.parametrize("variant", ["never_half_opens", "too_many_probes"])
-def test_simulation_catches_a_broken_state_machine(variant: str) -> None:
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [
+        ("never_half_opens", None),
+        ("too_many_probes", None),
+        ("opens_on_a_success", r"opened on a success with \d+ call"),
+    ],
+)
+def test_simulation_catches_a_broken_state_machine(variant: str, message: str | None) -> None:
     run = expect_caught(
         simulation(lambda config: MachineDriver(MACHINES[variant], config)),
         steps=40,
-        max_examples=500,
+        match=message,
+        max_examples=2000,  # a bound; opens_on_a_success took 14-901 (median ~125) on 20 seeds
         derandomize=True,
     )
     assert len(run) <= 6, run
