@@ -31,7 +31,7 @@ from ._interceptor import (
     key_header,
     plan_header,
 )
-from ._log import FaultLog
+from ._log import DEFAULT_MAX_RECORDS, FaultLog, PlanRejection
 from ._plan import (
     ALL_ATTEMPTS,
     FAULT_KINDS,
@@ -91,8 +91,10 @@ __all__ = [
     "key_header",
     "plan_header",
     # the record of injections
+    "DEFAULT_MAX_RECORDS",
     "FaultLog",
     "Injection",
+    "PlanRejection",
     "default_log",
 ]
 

@@ -255,7 +255,7 @@ async def _chaos(
             for line in lines:
                 say(line)
             this_run = faults.FaultLog()
-            for injection in log.records()[injected_before:]:
+            for injection in log.since(injected_before):
                 this_run.record(injection)
             _print_report(reports, this_run)
             only = "".join(f" --only {n}" for n in selected)
