@@ -34,6 +34,7 @@ from ._interceptor import (
 from ._log import DEFAULT_MAX_RECORDS, FaultLog, PlanRejection
 from ._plan import (
     ALL_ATTEMPTS,
+    DEFAULT_MAX_DELAY,
     FAULT_KINDS,
     ActivityCall,
     Delay,
@@ -50,8 +51,11 @@ from ._plan import (
     ScriptedPlan,
     Timeout,
     check_plan_against,
+    longest_delay,
+    max_delay,
     plan_from_json,
     plan_to_json,
+    set_max_delay,
 )
 from ._plugin import FaultPlugin, activity_names, default_log
 
@@ -77,6 +81,11 @@ __all__ = [
     "check_plan_against",
     "plan_from_json",
     "plan_to_json",
+    # bounds on what a plan may do
+    "DEFAULT_MAX_DELAY",
+    "longest_delay",
+    "max_delay",
+    "set_max_delay",
     # plugin, interceptors and headers
     "FaultPlugin",
     "FaultClientInterceptor",

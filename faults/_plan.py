@@ -47,6 +47,57 @@ def _check_non_negative(owner: str, name: str, value: float) -> None:
         )
 
 
+DEFAULT_MAX_DELAY = 300.0
+"""Seconds a :class:`Delay` may hold an attempt, unless :func:`set_max_delay` says otherwise.
+
+A held attempt keeps one of its worker's activity slots busy for the whole
+delay, so a plan with hour-long delays on a handful of calls parks every slot
+of a shared worker. Five minutes outlasts the start-to-close timeouts that
+tests and staging soaks set (a delay that should make the server time an
+attempt out need only outlast that timeout), while a stray plan costs a slot
+five minutes at most.
+"""
+
+_max_delay = DEFAULT_MAX_DELAY
+
+
+def max_delay() -> float:
+    """The longest :class:`Delay` (in seconds) plans built in this process may hold."""
+    return _max_delay
+
+
+def set_max_delay(seconds: float) -> float:
+    """Allow delays of up to ``seconds`` in plans built from now on; returns the previous maximum.
+
+    Plans already built keep their delays. A worker refuses header plans whose
+    delays exceed its own maximum (``FaultPlugin(max_delay=...)``, by default
+    this one when the worker is built).
+    """
+    global _max_delay
+    if (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        raise FaultPlanError(
+            f"set_max_delay(seconds={seconds!r}) must be a finite number of seconds >= 0, "
+            f"such as {DEFAULT_MAX_DELAY:g}"
+        )
+    previous, _max_delay = _max_delay, float(seconds)
+    return previous
+
+
+def _check_delay(owner: str, name: str, value: float) -> None:
+    _check_non_negative(owner, name, value)
+    if value > _max_delay:
+        raise FaultPlanError(
+            f"{owner}.{name}={value!r} is above the maximum delay of {_max_delay:g} s; pass "
+            f"at most {_max_delay:g}, or raise the maximum first with "
+            f"faults.set_max_delay({value!r}) (a held attempt keeps a worker's activity slot busy)"
+        )
+
+
 def _check_pattern(owner: str, value: object) -> None:
     if not isinstance(value, str) or not value:
         raise FaultPlanError(
@@ -85,6 +136,8 @@ class Delay:
     Past the activity's start-to-close timeout the server times the attempt out
     and retries it; a body held ``after`` has already run, so its late
     completion is rejected and the retry runs the body again (a zombie).
+    ``seconds`` may not exceed :func:`max_delay` (:data:`DEFAULT_MAX_DELAY`,
+    five minutes, unless :func:`set_max_delay` raised it).
     """
 
     seconds: float
@@ -92,7 +145,7 @@ class Delay:
     kind: ClassVar[str] = "delay"
 
     def __post_init__(self) -> None:
-        _check_non_negative("Delay", "seconds", self.seconds)
+        _check_delay("Delay", "seconds", self.seconds)
         if self.at not in ("before", "after"):
             raise FaultPlanError(f"Delay.at={self.at!r} must be 'before' or 'after' the body")
 
@@ -148,6 +201,11 @@ class Timeout:
     body runs first, so its side effects happen and its late completion is
     rejected: a zombie attempt whose work the retry does again. With
     ``body="never"`` the attempt does nothing before it times out.
+
+    The hold is bounded by the activity's own timeouts, which its workflow
+    sets, not the plan: an attempt costs what a hung attempt of that activity
+    would. (An activity with no timeout at all is held for the worker's
+    maximum delay, then fails.)
 
     On the time-skipping test server the held attempt lets the server's clock
     skip to just before the timeout, so it costs about a quarter of a second
@@ -390,7 +448,8 @@ class FaultRule:
 
     Probabilities are per attempt and must sum to at most 1. Attempts after
     ``until_attempt`` run clean so that retried work eventually succeeds; pass
-    ``None`` to fault every attempt.
+    ``None`` to fault every attempt. ``delay_seconds`` is bounded as
+    :attr:`Delay.seconds` is (see :func:`max_delay`).
     """
 
     activity: str = "*"
@@ -422,7 +481,7 @@ class FaultRule:
                 f"FaultRule probabilities sum to {total:g} > 1 for activity {self.activity!r}; "
                 "lower fail/delay/duplicate/heartbeat_loss/timeout"
             )
-        _check_non_negative("FaultRule", "delay_seconds", self.delay_seconds)
+        _check_delay("FaultRule", "delay_seconds", self.delay_seconds)
         if self.until_attempt is not None and (
             not isinstance(self.until_attempt, int)
             or isinstance(self.until_attempt, bool)
@@ -539,6 +598,15 @@ class RandomPlan:
 
 FaultPlan = ScriptedPlan | RandomPlan
 """A plan: scripted or random."""
+
+
+def longest_delay(plan: FaultPlan) -> float:
+    """The longest a :class:`Delay` of ``plan`` may hold an attempt, in seconds (0 if none)."""
+    if isinstance(plan, ScriptedPlan):
+        return max(
+            (e.fault.seconds for e in plan.faults if isinstance(e.fault, Delay)), default=0.0
+        )
+    return max((r.delay_seconds for r in plan.rules if r.delay > 0), default=0.0)
 
 
 # --------------------------------------------------------------------------- (de)serialisation
