@@ -1,11 +1,13 @@
 """Deterministic fault injection for Temporal activities.
 
 Install :class:`FaultPlugin` on a worker (and the client that starts
-workflows); start workflows inside :func:`injecting` with a
-:class:`ScriptedPlan` or :class:`RandomPlan`. Every fault goes through the real
-Temporal server: retries, server-side timeouts and at-least-once re-execution
-are Temporal's own. Every decision is a pure function of the plan and the
-activity call's identity, so one plan replays a failure exactly.
+workflows), both with one key (``FAULTS_PLAN_KEY``); start workflows inside
+:func:`injecting` with a :class:`ScriptedPlan` or :class:`RandomPlan`. Workers
+obey only plans signed with their key, for the workflow they came with.
+Every fault goes through the real Temporal server: retries, server-side
+timeouts and at-least-once re-execution are Temporal's own. Every decision is
+a pure function of the plan and the activity call's identity, so one plan
+replays a failure exactly.
 
 This package is the fault layer a worker runs. Hypothesis strategies live in
 :mod:`faults.strategies`; the test tooling (harness, embedded servers, pytest
@@ -26,6 +28,7 @@ from ._interceptor import (
     LOST_COMPLETION_TYPE,
     PLAN_HEADER,
     FaultClientInterceptor,
+    FaultLayerWarning,
     FaultWorkerInterceptor,
     injecting,
     key_header,
@@ -57,7 +60,8 @@ from ._plan import (
     plan_to_json,
     set_max_delay,
 )
-from ._plugin import FaultPlugin, activity_names, default_log
+from ._plugin import FaultPlugin, activity_names, client_plan_key, default_log
+from ._trust import PLAN_KEY_VARIABLE, SIGNATURE_METADATA, PlanKey, new_plan_key
 
 __all__ = [
     # plans and fault shapes
@@ -89,6 +93,7 @@ __all__ = [
     # plugin, interceptors and headers
     "FaultPlugin",
     "FaultClientInterceptor",
+    "FaultLayerWarning",
     "FaultWorkerInterceptor",
     "INJECTED_FAILURE_TYPE",
     "INJECTED_TIMEOUT_TYPE",
@@ -99,6 +104,12 @@ __all__ = [
     "injecting",
     "key_header",
     "plan_header",
+    # trust: which clients' plans a worker obeys
+    "PLAN_KEY_VARIABLE",
+    "SIGNATURE_METADATA",
+    "PlanKey",
+    "client_plan_key",
+    "new_plan_key",
     # the record of injections
     "DEFAULT_MAX_RECORDS",
     "FaultLog",

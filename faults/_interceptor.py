@@ -1,14 +1,17 @@
 """Interceptors that carry a fault plan with its workflow and inject its faults.
 
 * The client interceptor stamps the plan of :func:`injecting` on workflows it
-  starts, as a Temporal header.
-* The workflow interceptor copies that header onto every activity, local
-  activity, child workflow and continue-as-new the workflow issues, so the plan
-  follows its workflow to whichever worker runs the work; each activity call
-  the plan may fault (every call, when the workflow carries no plan) also gets
-  a key naming it.
-* The activity interceptor decides, from the plan and the attempt's identity,
-  whether to inject a fault, records it, and makes it happen.
+  starts, as a Temporal header, signed for the workflow with the client's key
+  (see :mod:`faults._trust`).
+* The workflow interceptor verifies that header and copies it onto every
+  activity, local activity, child workflow (re-signed for the child's id) and
+  continue-as-new the workflow issues, so the plan follows its workflow to
+  whichever worker runs the work; each activity call the plan may fault (every
+  call, when the workflow carries no plan it obeys) also gets a key naming it.
+  A plan the worker refuses is dropped there: the run goes as if it had none.
+* The activity interceptor verifies the plan again, decides, from the plan and
+  the attempt's identity, whether to inject a fault, records it, and makes it
+  happen.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import re
 import time
+import warnings
 import weakref
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -67,9 +72,13 @@ from ._plan import (
     Injection,
     Timeout,
     check_plan_against,
-    plan_from_json,
+    longest_delay,
     plan_to_json,
 )
+from ._plan import (
+    max_delay as process_max_delay,
+)
+from ._trust import PLAN_KEY_VARIABLE, PlanKey, PlanTrust, as_plan_key, sign_header
 
 PLAN_HEADER = "workflow-resilience-fault-plan"
 """Temporal header that carries a workflow's fault plan (JSON)."""
@@ -92,17 +101,59 @@ workflow sees the server's own timeout.
 
 _T = TypeVar("_T")
 
-_current_plan: ContextVar[FaultPlan | None] = ContextVar("faults_current_plan", default=None)
+
+class FaultLayerWarning(UserWarning):
+    """The fault layer could not do what it was asked, such as carry a plan to a workflow."""
+
+
+class _Block:
+    """One :func:`injecting` block: its plan, and how the workflow starts in it carried it."""
+
+    __slots__ = ("plan", "stamped", "unsigned")
+
+    def __init__(self, plan: FaultPlan | None) -> None:
+        self.plan = plan
+        self.stamped = False
+        self.unsigned = False
+
+
+_current_block: ContextVar[_Block | None] = ContextVar("faults_injecting", default=None)
 
 
 @contextlib.contextmanager
 def injecting(plan: FaultPlan | None) -> Iterator[None]:
-    """Workflows started inside this block (by a client with the fault plugin) carry ``plan``."""
-    token = _current_plan.set(plan)
+    """Workflows started inside this block (by a client with the fault plugin) carry ``plan``.
+
+    Leaving the block (without an exception) with a ``plan`` warns, with a
+    :class:`FaultLayerWarning`, if no workflow start in the block carried the
+    plan (the client that started them has no :class:`~faults.FaultPlugin`),
+    or if one carried it unsigned (the client's plugin has no key, so workers
+    ignore the plan): either way no fault would be injected.
+    """
+    block = _Block(plan)
+    token = _current_block.set(block)
     try:
         yield
     finally:
-        _current_plan.reset(token)
+        _current_block.reset(token)
+    if plan is None:
+        return
+    if not block.stamped:
+        warnings.warn(
+            "faults.injecting(plan): no workflow started in this block carried the plan, so "
+            "none of its faults will be injected; start workflows from a client with the fault "
+            "plugin: Client.connect(..., plugins=[faults.FaultPlugin()])",
+            FaultLayerWarning,
+            stacklevel=3,
+        )
+    elif block.unsigned:
+        warnings.warn(
+            "faults.injecting(plan): workflows started in this block carry the plan unsigned, "
+            "and workers ignore unsigned plans; give the client's FaultPlugin the workers' key "
+            f"(the {PLAN_KEY_VARIABLE} environment variable, or FaultPlugin(key=...))",
+            FaultLayerWarning,
+            stacklevel=3,
+        )
 
 
 _JSON_METADATA = {"encoding": b"json/plain"}
@@ -113,9 +164,23 @@ def _json_payload(data: bytes) -> Payload:
     return Payload(metadata=_JSON_METADATA, data=data)
 
 
-def plan_header(plan: FaultPlan) -> Payload:
-    """The header payload that carries ``plan`` (a JSON object)."""
-    return _json_payload(plan_to_json(plan).encode())
+def plan_header(
+    plan: FaultPlan, *, workflow_id: str | None = None, key: PlanKey | str | bytes | None = None
+) -> Payload:
+    """The header payload that carries ``plan`` (a JSON object).
+
+    With ``key`` the plan is signed for ``workflow_id`` (both are needed):
+    workers holding the same key obey it on that workflow only.
+    """
+    header = _json_payload(plan_to_json(plan).encode())
+    plan_key = as_plan_key(key)
+    if plan_key is None:
+        return header
+    if workflow_id is None:
+        raise FaultPlanError(
+            "plan_header(plan, key=...) signs the plan for one workflow: pass workflow_id= too"
+        )
+    return sign_header(header, workflow_id, plan_key)
 
 
 def key_header(key: str) -> Payload:
@@ -129,46 +194,54 @@ _PLAIN_KEY = re.compile(r"[ !#-\[\]-~]*")
 """Printable ASCII without ``"`` or ``\\``: a key JSON writes as itself in quotes."""
 
 
-@functools.lru_cache(maxsize=1024)
-def _decode_plan(data: bytes) -> FaultPlan:
-    """The plan a plan header's data carries, decoded once for every reader of that header.
-
-    Workflows started under one plan share its header, and the workflow and activity
-    sides both read it. Plans are frozen, so one decoded plan serves them all.
-    """
-    return plan_from_json(data)
-
-
 # --------------------------------------------------------------------------- client side
 
 
 class _ClientOutbound(temporalio.client.OutboundInterceptor):
+    def __init__(self, next: temporalio.client.OutboundInterceptor, key: PlanKey | None) -> None:
+        super().__init__(next)
+        self._key = key
+
+    def _stamped(self, headers: Mapping[str, Payload], workflow_id: str) -> Mapping[str, Payload]:
+        """``headers`` plus the plan of the enclosing :func:`injecting` block, if it has one."""
+        block = _current_block.get()
+        if block is None or block.plan is None:
+            return headers
+        block.stamped = True
+        block.unsigned = block.unsigned or self._key is None
+        header = plan_header(block.plan, workflow_id=workflow_id, key=self._key)
+        return {**headers, PLAN_HEADER: header}
+
     async def start_workflow(
         self, input: temporalio.client.StartWorkflowInput
     ) -> temporalio.client.WorkflowHandle[Any, Any]:
-        plan = _current_plan.get()
-        if plan is not None:
-            input.headers = {**input.headers, PLAN_HEADER: plan_header(plan)}
+        input.headers = self._stamped(input.headers, input.id)
         return await super().start_workflow(input)
 
     async def start_update_with_start_workflow(
         self, input: temporalio.client.StartWorkflowUpdateWithStartInput
     ) -> temporalio.client.WorkflowUpdateHandle[Any]:
-        plan = _current_plan.get()
-        if plan is not None:
-            start = input.start_workflow_input
-            start.headers = {**start.headers, PLAN_HEADER: plan_header(plan)}
+        start = input.start_workflow_input
+        start.headers = self._stamped(start.headers, start.id)
         return await super().start_update_with_start_workflow(input)
 
 
 class FaultClientInterceptor(temporalio.client.Interceptor):
-    """Client interceptor: stamps the plan of :func:`injecting` on started workflows."""
+    """Client interceptor: stamps the plan of :func:`injecting` on started workflows.
+
+    With ``key`` (text or bytes shared with the workers, see
+    :class:`~faults.FaultPlugin`) each plan is signed for the workflow it is
+    stamped on; without one it goes unsigned, and workers ignore it.
+    """
+
+    def __init__(self, key: PlanKey | str | bytes | None = None) -> None:
+        self.key = as_plan_key(key)
 
     def intercept_client(
         self, next: temporalio.client.OutboundInterceptor
     ) -> temporalio.client.OutboundInterceptor:
         """See base class."""
-        return _ClientOutbound(next)
+        return _ClientOutbound(next, self.key)
 
 
 # --------------------------------------------------------------------------- workflow side
@@ -204,22 +277,46 @@ _NOT_READ: Any = object()
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):
-    def __init__(self, next: WorkflowOutboundInterceptor) -> None:
+    def __init__(self, next: WorkflowOutboundInterceptor, trust: PlanTrust) -> None:
         super().__init__(next)
+        self._trust = trust
         self._occurrences: dict[str, int] = {}
-        self._plan: Payload | None = _NOT_READ
+        self._header: Payload | None = _NOT_READ
+        self._plan: FaultPlan | None = None
         self._keyed: dict[str, bool] = {}
 
     def _plan_header(self) -> Payload | None:
-        """The workflow's plan header (read once per workflow run), or ``None``."""
-        if self._plan is _NOT_READ:
-            self._plan = temporalio.workflow.info().headers.get(PLAN_HEADER)
+        """The plan header this run obeys (read and verified once per run), or ``None``.
+
+        A header the worker refuses counts as none: the run's calls are keyed as
+        those of a workflow without a plan, and nothing of the plan is forwarded.
+        A refusal is counted when first seen live, not when the run is replayed.
+        """
+        if self._header is _NOT_READ:
+            info = temporalio.workflow.info()
+            header = info.headers.get(PLAN_HEADER)
+            plan = None
+            if header is not None:
+                live = not temporalio.workflow.unsafe.is_replaying()
+                plan = self._trust.plan(info.workflow_id, header, count=live)
+            self._header, self._plan = (header, plan) if plan is not None else (None, None)
+        return self._header
+
+    def plan(self) -> FaultPlan | None:
+        """The plan this run obeys, or ``None``."""
+        self._plan_header()
         return self._plan
 
-    def _with_plan(self, headers: Mapping[str, Payload]) -> Mapping[str, Payload]:
-        """``headers`` plus the workflow's plan header, if it carries one."""
+    def _with_plan(
+        self, headers: Mapping[str, Payload], workflow_id: str | None = None
+    ) -> Mapping[str, Payload]:
+        """``headers`` plus the run's plan header, re-signed for ``workflow_id`` if given."""
         plan = self._plan_header()
-        return headers if plan is None else {**headers, PLAN_HEADER: plan}
+        if plan is None:
+            return headers
+        if workflow_id is not None:
+            plan = self._trust.resign(plan, workflow_id)
+        return {**headers, PLAN_HEADER: plan}
 
     def _with_key(
         self, headers: Mapping[str, Payload], input: StartActivityInput | StartLocalActivityInput
@@ -230,11 +327,8 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
         """
         keyed = self._keyed.get(input.activity)
         if keyed is None:
-            plan = self._plan_header()
-            try:
-                keyed = plan is None or _decode_plan(plan.data).may_inject(input.activity)
-            except FaultPlanError:  # the activity's worker reports the bad plan
-                keyed = True
+            plan = self.plan()
+            keyed = plan is None or plan.may_inject(input.activity)
             self._keyed[input.activity] = keyed
         return {**headers, KEY_HEADER: key_header(self._key(input))} if keyed else headers
 
@@ -263,7 +357,7 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
     async def start_child_workflow(
         self, input: StartChildWorkflowInput
     ) -> temporalio.workflow.ChildWorkflowHandle[Any, Any]:
-        input.headers = self._with_plan(input.headers)
+        input.headers = self._with_plan(input.headers, workflow_id=input.id)
         return await super().start_child_workflow(input)
 
     def continue_as_new(self, input: ContinueAsNewInput) -> NoReturn:
@@ -272,23 +366,24 @@ class _WorkflowOutbound(WorkflowOutboundInterceptor):
 
 
 class _WorkflowInbound(WorkflowInboundInterceptor):
+    # Set on the subclass each FaultWorkerInterceptor makes (the key stays out of history).
     activity_names: frozenset[str] | None = None
+    trust: PlanTrust
 
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
-        super().init(_WorkflowOutbound(outbound))
+        self._outbound = _WorkflowOutbound(outbound, self.trust)
+        super().init(self._outbound)
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
-        header = temporalio.workflow.info().headers.get(PLAN_HEADER)
-        if header is not None and self.activity_names is not None:
+        plan = self._outbound.plan()
+        if plan is not None and self.activity_names is not None:
             try:
-                check_plan_against(_decode_plan(header.data), self.activity_names)
+                check_plan_against(plan, self.activity_names)
             except FaultPlanError as err:
                 raise ApplicationError(
                     str(err), type="FaultPlanError", non_retryable=True
                 ) from None
-        if header is not None:
-            with contextlib.suppress(FaultPlanError):  # the activity side reports a bad plan
-                arm_restarts(_decode_plan(header.data))
+        arm_restarts(plan)
         return await super().execute_workflow(input)
 
 
@@ -431,7 +526,10 @@ async def _attempt_is_open(
 
 
 async def _outlive_timeout(
-    info: temporalio.activity.Info, client: temporalio.client.Client | None, started: float
+    info: temporalio.activity.Info,
+    client: temporalio.client.Client | None,
+    started: float,
+    limit: float,
 ) -> None:
     """Hold the attempt until the server has timed it out.
 
@@ -439,13 +537,13 @@ async def _outlive_timeout(
     timed it out, and retried it or failed the activity), read from the
     workflow's description. ``started`` is the attempt's start on
     :func:`time.monotonic`. Without a client (or a workflow) to ask, the hold
-    ends a second after the timeout was due; with no timeout at all, only
-    when the attempt is cancelled.
+    ends a second after the timeout was due; with no timeout at all (nothing
+    will time it out), after ``limit`` seconds, the worker's maximum delay.
     """
     timeout = _first_timeout(info)
     if timeout is None:
-        while True:
-            await _pause(3600)
+        await _pause(limit - (time.monotonic() - started))
+        return
     if client is None or not info.workflow_id:
         await _pause(timeout + 1.0 - (time.monotonic() - started))
         return
@@ -491,13 +589,16 @@ class _ActivityInbound(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         headers = input.headers
         key = headers.get(KEY_HEADER)
-        if key is None and PLAN_HEADER in headers:
+        header = headers.get(PLAN_HEADER)
+        if key is None and header is not None:
             # The workflow's side leaves the key off the calls its plan cannot fault.
             return await self.next.execute_activity(input)
-        plan = self._owner.plan_for(headers)
-        if plan is None:
+        if header is None and self._owner.plan is None:
             return await self.next.execute_activity(input)
         info = temporalio.activity.info()
+        plan = self._owner.plan_for(headers, info.workflow_id or "")
+        if plan is None:
+            return await self.next.execute_activity(input)
         call = ActivityCall(
             workflow_id=info.workflow_id or "",
             activity=info.activity_type,
@@ -558,12 +659,16 @@ class _ActivityInbound(ActivityInboundInterceptor):
             if fault.body == "before":
                 result = await self.next.execute_activity(input)
             await _outlive_timeout(
-                temporalio.activity.info(), self._owner.activity_client(), started
+                temporalio.activity.info(),
+                self._owner.activity_client(),
+                started,
+                self._owner.max_delay,
             )
             if fault.body == "before":
                 return result  # late: the server has timed the attempt out and rejects it
             raise ApplicationError(
-                f"injected fault: {where} held past its timeout", type=INJECTED_TIMEOUT_TYPE
+                f"injected fault: {where} held past its timeout",
+                type=INJECTED_TIMEOUT_TYPE,
             )
         if isinstance(fault, (Restart, Cancel)):
             body = functools.partial(self.next.execute_activity, input)
@@ -571,10 +676,34 @@ class _ActivityInbound(ActivityInboundInterceptor):
         raise AssertionError(f"unhandled fault {fault!r}")  # pragma: no cover
 
 
+def _check_max_delay(value: object) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise FaultPlanError(
+            f"max_delay={value!r} must be a finite number of seconds >= 0 (the longest delay "
+            "this worker lets a header plan hold an attempt), such as 300"
+        )
+    return float(value)
+
+
 class FaultWorkerInterceptor(Interceptor):
     """Worker interceptor that injects the faults of each workflow's plan.
 
-    ``plan`` is a default applied to activities whose workflow carries no plan.
+    A workflow's header plan is obeyed only if it is signed, for that workflow,
+    with ``key`` (text or bytes shared with the clients; see
+    :mod:`faults._trust`) and holds no attempt longer than ``max_delay``
+    seconds (by default :func:`~faults.max_delay` when the interceptor is
+    built). Any other header plan (unsigned, wrongly signed, signed for another
+    workflow, too slow, or any plan at all when there is no key) is ignored as
+    if the workflow carried none, and counted in ``log``
+    (:attr:`~faults.FaultLog.rejected_plans`).
+
+    ``plan`` is a default applied to activities whose workflow carries no plan
+    the worker obeys; it is configured here, so it needs no signature.
     ``activity_names`` (the activities the worker registers) lets a workflow
     whose plan names no registered activity fail at once with a clear error.
     ``client`` (the worker's) lets a :class:`~faults.Timeout` on a threaded
@@ -589,20 +718,40 @@ class FaultWorkerInterceptor(Interceptor):
         plan: FaultPlan | None = None,
         activity_names: frozenset[str] | None = None,
         client: temporalio.client.Client | None = None,
+        key: PlanKey | str | bytes | None = None,
+        max_delay: float | None = None,
     ) -> None:
         self.log = log
         self.plan = plan
         self.activity_names = activity_names
         self.client = client
+        self.owner: object | None = None
+        """The plugin that installed this interceptor, if one did."""
+        self.key = as_plan_key(key)
+        self.max_delay = _check_max_delay(process_max_delay() if max_delay is None else max_delay)
+        if plan is not None and longest_delay(plan) > self.max_delay:
+            raise FaultPlanError(
+                f"the worker's default plan holds attempts up to {longest_delay(plan):g} s, above "
+                f"its max_delay={self.max_delay:g}; shorten the delays or raise max_delay"
+            )
+        self.trust = PlanTrust(self.key, log, self.max_delay)
         inbound = type(
-            "FaultWorkflowInbound", (_WorkflowInbound,), {"activity_names": activity_names}
+            "FaultWorkflowInbound",
+            (_WorkflowInbound,),
+            {"activity_names": activity_names, "trust": self.trust},
         )
         self._workflow_class: type[WorkflowInboundInterceptor] = inbound
 
-    def plan_for(self, headers: Mapping[str, Payload]) -> FaultPlan | None:
-        """The plan that governs an activity with these headers."""
+    def plan_for(self, headers: Mapping[str, Payload], workflow_id: str) -> FaultPlan | None:
+        """The plan that governs an activity of ``workflow_id`` with these headers.
+
+        The header plan if the worker obeys it, else the worker's default plan.
+        """
         header = headers.get(PLAN_HEADER)
-        return self.plan if header is None else _decode_plan(header.data)
+        if header is None:
+            return self.plan
+        plan = self.trust.plan(workflow_id, header)
+        return self.plan if plan is None else plan
 
     def activity_client(self) -> temporalio.client.Client | None:
         """The running activity's worker client, or ``None`` if it has none to hand."""

@@ -264,10 +264,13 @@ class FaultHarness:
         self.activity_names = frozenset(activity_names or ()) or None
         self.replayer: Replayer | None = None
         if replay_workflows:
-            from .._plugin import FaultPlugin
+            from .._plugin import FaultPlugin, client_plan_key
 
+            # The client's key: replay verifies each run's plan as its worker did.
             plugin = FaultPlugin(
-                strict=self.activity_names is not None, replay_activity_names=self.activity_names
+                strict=self.activity_names is not None,
+                replay_activity_names=self.activity_names,
+                key=client_plan_key(client),
             )
             self.replayer = Replayer(
                 workflows=list(replay_workflows),

@@ -91,8 +91,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_KEY_SET = pytest.StashKey[bool]()
+PLAN_KEY_VARIABLE = "FAULTS_PLAN_KEY"
+"""``faults.PLAN_KEY_VARIABLE``, named here so that configuring pytest imports no Temporal."""
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the plugin's marker; check ``--faults-explore-budget``."""
+    """Declare the plugin's marker; check ``--faults-explore-budget``; share a plan key.
+
+    Unless ``FAULTS_PLAN_KEY`` is set already, the session sets it to a fresh
+    random key, so every fault plugin of the session (clients, workers,
+    ``python -m faults worker`` processes started by tests) signs and obeys
+    the same plans; it is removed again when the session ends.
+    """
+    import secrets
+
+    if not os.environ.get(PLAN_KEY_VARIABLE):
+        os.environ[PLAN_KEY_VARIABLE] = secrets.token_hex(32)
+        config.stash[_KEY_SET] = True
     budget = config.getoption("--faults-explore-budget", None)
     if budget is not None and budget < 0:
         raise pytest.UsageError(
@@ -109,6 +125,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "temporal_env(kind): run only against the given --temporal-env kind"
     )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the plan key the session set."""
+    if config.stash.get(_KEY_SET, False):
+        os.environ.pop(PLAN_KEY_VARIABLE, None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

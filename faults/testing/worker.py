@@ -8,6 +8,13 @@
 until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down
 (``Worker.shutdown()``) and exits with status 0, and a test can SIGKILL it at
 any point and start another. Injections are appended to ``--log`` as JSON lines.
+
+The worker obeys the fault plans clients stamp on workflows only if they are
+signed with the key in the ``FAULTS_PLAN_KEY`` environment variable (give the
+clients the same key); without it, it ignores them and says so as it starts.
+``--plan`` is the worker's own default plan and needs no key. ``--max-delay``
+raises (or lowers) the longest delay a plan may hold an attempt for
+(:data:`faults.DEFAULT_MAX_DELAY` by default).
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from typing import Any
 from temporalio.worker import Worker
 
 from .._log import FaultLog
-from .._plan import FaultPlanError, plan_from_json
+from .._plan import FaultPlanError, plan_from_json, set_max_delay
 from .._plugin import FaultPlugin
+from .._trust import plan_key_from_environment
 from ._embedded import connect
 from ._signals import until_interrupted
 
@@ -40,7 +48,9 @@ def _load(spec: str) -> Callable[[], dict[str, Any]]:
 async def _serve(args: argparse.Namespace) -> None:
     registration = _load(args.setup)()
     plan = plan_from_json(args.plan) if args.plan else None
-    plugin = FaultPlugin(plan, log=FaultLog(args.log), strict=plan is not None)
+    plugin = FaultPlugin(
+        plan, log=FaultLog(args.log), strict=plan is not None, max_delay=args.max_delay
+    )
     client = await connect(args.address, namespace=args.namespace, plugins=[plugin])
     worker = Worker(
         client,
@@ -75,8 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--setup", required=True, help="package.module:function")
     worker.add_argument("--plan", default=None, help="a default fault plan as JSON")
     worker.add_argument("--log", default=None, help="append injections to this JSON-lines file")
+    worker.add_argument(
+        "--max-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the longest delay a fault plan may hold an attempt for (default 300)",
+    )
     args = parser.parse_args(argv)
     try:
+        if args.max_delay is not None:
+            set_max_delay(args.max_delay)
+        plan_key_from_environment()  # a key too short to trust is refused here
         _load(args.setup)
         if args.plan:
             plan_from_json(args.plan)

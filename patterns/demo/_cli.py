@@ -138,7 +138,10 @@ def _server(args: argparse.Namespace, selected: Sequence[str]) -> str:
 
 async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     log = faults.FaultLog()
-    plugin = faults.FaultPlugin(log=log, strict=False)
+    # Client and workers here share one plugin, so a fresh key serves unless worker processes
+    # (--external-workers) must verify this client's plans: they read FAULTS_PLAN_KEY too.
+    key = os.environ.get(faults.PLAN_KEY_VARIABLE) or faults.new_plan_key()
+    plugin = faults.FaultPlugin(log=log, strict=False, key=key)
     selected = [n for n in PATTERNS if not args.only or n in args.only]
     if args.address:
         say(f"connecting to {args.address} ...")
@@ -358,6 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "argument --external-workers: needs --address, --chaos N and --only saga "
             "(worker processes serve the saga chaos task queue of a cluster)"
+        )
+    if args.external_workers and not os.environ.get(faults.PLAN_KEY_VARIABLE):
+        parser.error(
+            f"argument --external-workers: set {faults.PLAN_KEY_VARIABLE} to one secret in this "
+            "process's and the worker processes' environments (faults.new_plan_key() makes one), "
+            "so the workers obey the fault plans this client signs"
         )
     plan = _plan(parser, args.faults, args.seed)
     try:
