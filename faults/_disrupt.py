@@ -39,7 +39,7 @@ import temporalio.client
 import temporalio.service
 import temporalio.workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from ._disruptions import Cancel, Restart
 from ._plan import FaultPlan, ScriptedPlan
@@ -217,6 +217,7 @@ async def disrupt(
             "stopped waiting for it",
             type=INJECTED_CANCEL_TYPE,
             non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,  # logged by the SDK at debug level
         )
     return result if fault.body == "before" else await body()
 

@@ -11,7 +11,8 @@
   A plan the worker refuses is dropped there: the run goes as if it had none.
 * The activity interceptor verifies the plan again, decides, from the plan and
   the attempt's identity, whether to inject a fault, records it, and makes it
-  happen.
+  happen. Injected failures are ``BENIGN`` application errors, which the SDK
+  logs at debug level rather than as warnings.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from google.protobuf.empty_pb2 import Empty
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.testservice.v1 import SleepRequest
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ActivityOutboundInterceptor,
@@ -635,6 +636,7 @@ class _ActivityInbound(ActivityInboundInterceptor):
                 f"injected fault: {fault.describe()} on {where}",
                 type=INJECTED_FAILURE_TYPE,
                 non_retryable=not fault.retryable,
+                category=ApplicationErrorCategory.BENIGN,
             )
         if isinstance(fault, Delay):
             if fault.at == "before":
@@ -648,6 +650,7 @@ class _ActivityInbound(ActivityInboundInterceptor):
             raise ApplicationError(
                 f"injected fault: completion of {where} lost after its body ran",
                 type=LOST_COMPLETION_TYPE,
+                category=ApplicationErrorCategory.BENIGN,
             )
         if isinstance(fault, HeartbeatLoss):
             assert self._outbound is not None
@@ -669,6 +672,7 @@ class _ActivityInbound(ActivityInboundInterceptor):
             raise ApplicationError(
                 f"injected fault: {where} held past its timeout",
                 type=INJECTED_TIMEOUT_TYPE,
+                category=ApplicationErrorCategory.BENIGN,
             )
         if isinstance(fault, (Restart, Cancel)):
             body = functools.partial(self.next.execute_activity, input)
