@@ -6,7 +6,8 @@ worker has started: the activity's lock on the server's clock is never given
 back (see :mod:`faults.testing._rotation`). The plugin probes the clock after
 runs that show those patterns and moves the session onto a fresh server. Each
 test here makes the pattern happen by construction, checks in the run's
-history that it did, and then times a workflow that sleeps twice for 20 s:
+history that it did, and then times a workflow that sleeps twice (as in the
+report, for 10 minutes rather than 20 s, so that load on the machine cannot blur it):
 its timers must be skipped, measured as the workflow time its history spans
 (the server's clock) over the real time the run took.
 """
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     import faults.testing
     from faults import Fail, ScriptedFault, ScriptedPlan
     from faults.strategies import scripted_plans
+    from faults.testing import _rotation
     from faults.testing._embedded import _SharedUnlock
     from faults.testing._rotation import may_hold_the_clock
 
@@ -175,12 +177,12 @@ class CancelsStartedActivity:
 
 @workflow.defn
 class TwoSleeps:
-    """Sleeps 20 s, twice."""
+    """Sleeps 10 minutes, twice (the report's 20 s, longer, so a loaded machine cannot blur it)."""
 
     @workflow.run
     async def run(self) -> None:
-        await workflow.sleep(timedelta(seconds=20))
-        await workflow.sleep(timedelta(seconds=20))
+        await workflow.sleep(timedelta(minutes=10))
+        await workflow.sleep(timedelta(minutes=10))
 
 
 TARGETS: dict[str, Any] = {
@@ -218,18 +220,28 @@ def rows(database: Path) -> list[str]:
 
 
 def assert_timers_skipped(harness: faults.testing.FaultHarness) -> None:
-    """Run ``TwoSleeps``: the workflow time its history spans is >= 20x the real time it took."""
+    """Run ``TwoSleeps``: the workflow time its history spans is >= 20x the real time it took.
+
+    Twenty minutes of timers: a skipping server takes a fraction of a second,
+    however loaded the machine; one that waits them out would take the twenty
+    minutes, so the run is abandoned at the real time that would already make
+    the ratio fail.
+    """
+    budget = 20 * 60 / SKIP_RATIO
     begun = time.perf_counter()
-    outcome = harness.run(TwoSleeps.run, timeout=300)
+    try:
+        outcome = harness.run(TwoSleeps.run, timeout=budget)
+    except TimeoutError:
+        pytest.fail(f"20 minutes of timers took over {budget:.0f}s: time is no longer skipped")
     real = time.perf_counter() - begun
     assert outcome.succeeded, outcome.describe()
     (history,) = histories(harness, outcome.workflow_id)
     first, last = history.events[0], history.events[-1]
     assert last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     workflow_time = (last.event_time.ToDatetime() - first.event_time.ToDatetime()).total_seconds()
-    assert workflow_time >= 40
+    assert workflow_time >= 20 * 60
     assert workflow_time / real >= SKIP_RATIO, (
-        f"40 s of timers took {real:.1f}s of real time ({workflow_time / real:.1f}x): "
+        f"20 minutes of timers took {real:.1f}s of real time ({workflow_time / real:.1f}x): "
         "the session's test server no longer skips time"
     )
 
@@ -309,13 +321,14 @@ def test_the_java_server_itself_stops_skipping_after_such_a_run(
     harness: faults.testing.FaultHarness = fresh_server_fault_harness(**TARGETS)
     shared = faults.testing._embedded.shared_unlock(harness.client)
     assert shared is not None and harness.loop is not None
-    before = harness.loop.run(shared.probe(timedelta(seconds=1)))
-    assert before is not None and before.skips(SKIP_RATIO), before
+    # A skipping clock moves 2 s in a round trip; a held one takes the 2 s in real time.
+    before = harness.loop.run(shared.probe(timedelta(seconds=2)))
+    assert before is not None and before.skips(_rotation.SKIP_RATIO), before
     outcome = harness.run(CancelsUnstartedActivity.run)
     assert left_the_clock_held(harness, outcome.workflow_id)
-    after = harness.loop.run(shared.probe(timedelta(seconds=1)))
+    after = harness.loop.run(shared.probe(timedelta(seconds=2)))
     assert after is not None
-    assert not after.skips(SKIP_RATIO), (
+    assert not after.skips(_rotation.SKIP_RATIO), (
         f"the test server now skips time after an unstarted activity is cancelled "
         f"({after.describe()}); the plugin's probe-and-replace may no longer be needed"
     )
@@ -452,3 +465,12 @@ def test_handed_out_harnesses_and_task_queues_survive_server_replacement(
     )
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test server rotations: [2-9]*", "*x after 5 runs*"])
+
+
+def test_a_negative_rotate_after_is_refused_with_what_to_pass(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = pytester.runpytest_subprocess("--temporal-rotate-after=-1", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--temporal-rotate-after=-1 is negative*--temporal-rotate-after=2000*"]
+    )

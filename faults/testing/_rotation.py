@@ -72,18 +72,22 @@ if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-DEFAULT_ROTATE_AFTER = 2000
+DEFAULT_ROTATE_AFTER = 1000
 """Runs a session's test server serves before it is replaced (``--temporal-rotate-after``)."""
 
 PROBE_SKIP = timedelta(milliseconds=250)
 """How far a probe moves the clock: a server that skips takes a round trip, a stuck one 0.25 s."""
 
-SKIP_RATIO = 5.0
+CONFIRM_SKIP = timedelta(seconds=1)
+"""How far a second probe moves it, when the first found the clock stuck."""
+
+SKIP_RATIO = 2.0
 """A probe whose clock moved less than this many times faster than real time finds it stuck.
 
-A stuck clock moves at most as fast as real time (ratio <= 1); a skipping one
-moves 0.25 s in one round trip (ratio 50-250 on a loaded machine). A probe
-misjudged as stuck costs one needless replacement of the server.
+A stuck clock moves as fast as real time (ratio <= 1); a skipping one moves
+0.25 s in one round trip (ratio 10-250 on a loaded machine). Only when a
+second probe of 1 s agrees is the clock taken as stuck: a misjudged one costs
+a needless replacement of the server.
 """
 
 PROBE_EVERY = 200
@@ -397,6 +401,9 @@ class ServerRotation:
             if probe is None:
                 return  # a result wait is under way: not a quiet point
             self.report.probes += 1
+            if not probe.skips(SKIP_RATIO):
+                probe = await self.shared.probe(CONFIRM_SKIP) or probe
+                self.report.probes += 1
             self._probed_at = started
             self._suspect = False
             if probe.skips(SKIP_RATIO):

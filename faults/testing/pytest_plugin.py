@@ -79,7 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "on their same task queues) after it has served N workflow runs, at the next point where "
         "nothing is in flight: the Java server slows with every run it serves. 0 replaces it only "
         "when a probe finds it no longer skips time. Default: "
-        "faults.testing._rotation.DEFAULT_ROTATE_AFTER (2000).",
+        "faults.testing._rotation.DEFAULT_ROTATE_AFTER (1000).",
     )
     group.addoption(
         "--faults-explore-budget",
