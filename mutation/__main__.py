@@ -1,0 +1,162 @@
+"""Mutation score of the simulations: ``python -m mutation run <target>``.
+
+Targets are the ``*.toml`` files beside this one (cosmic-ray configurations). The run
+clones the repository's committed ``HEAD`` into a temporary directory and mutates
+files there only, so the working tree is never touched; it then writes
+``mutation/results/<target>.json`` in the working tree: absolute counts, the score
+``killed / (run - equivalent)`` and every survivor with its diff. Equivalent mutants
+are listed, with a reason, in the target's ``[equivalent]`` table, keyed
+``"<file>:<line>:<operator>:<occurrence>"``.
+
+``--budget SECONDS`` stops the run after that long; the mutants not reached count as
+not run (the results file says how many).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None = None) -> int:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the exec and the pytest it runs
+        proc.wait()
+        return -1
+
+
+def _key(mutation: dict[str, Any]) -> str:
+    line = mutation["start_pos"][0]
+    return f"{mutation['module_path']}:{line}:{mutation['operator_name']}:{mutation['occurrence']}"
+
+
+def summarise(
+    target: str, dump: str, equivalent: dict[str, str], budget_hit: bool
+) -> dict[str, Any]:
+    """Counts, score and survivors from a ``cosmic-ray dump``."""
+    counts: Counter[str] = Counter()
+    survivors, equivalents = [], []
+    for line in dump.splitlines():
+        job, result = json.loads(line)
+        [mutation] = job["mutations"]
+        counts["generated"] += 1
+        if result is None:
+            counts["not_run"] += 1
+            continue
+        if result["worker_outcome"] == "skipped":
+            counts["filtered"] += 1
+            continue
+        counts["run"] += 1
+        if result["worker_outcome"] == "abnormal":  # cosmic-ray's timeout
+            counts["timed_out"] += 1
+            counts["killed"] += 1
+        elif result["test_outcome"] == "killed":
+            counts["killed"] += 1
+        else:
+            key = _key(mutation)
+            entry = {"mutant": key, "function": mutation["definition_name"], "diff": result["diff"]}
+            if key in equivalent:
+                counts["equivalent"] += 1
+                equivalents.append({**entry, "reason": equivalent[key]})
+            else:
+                counts["survived"] += 1
+                survivors.append(entry)
+    judged = counts["run"] - counts["equivalent"]
+    return {
+        "target": target,
+        "complete": not budget_hit and counts["not_run"] == 0,
+        "counts": {
+            k: counts[k]
+            for k in (
+                "generated",
+                "filtered",
+                "not_run",
+                "run",
+                "killed",
+                "timed_out",
+                "equivalent",
+                "survived",
+            )
+        },
+        "score": round(counts["killed"] / judged, 4) if judged else None,
+        "survivors": survivors,
+        "equivalent": equivalents,
+    }
+
+
+def run(target: str, budget: float | None) -> dict[str, Any]:
+    """Mutate ``target`` in a fresh clone of ``HEAD`` and return its summary."""
+    config_path = HERE / f"{target}.toml"
+    if not config_path.exists():
+        names = sorted(p.stem for p in HERE.glob("*.toml"))
+        sys.exit(f"no target {target!r}: pick one of {names} (mutation/<target>.toml)")
+    config = tomllib.loads(config_path.read_text())
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("CI", None)
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{target}-") as tmp:
+        clone, session = Path(tmp) / "repo", str(Path(tmp) / "session.sqlite")
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        where = subprocess.run(
+            [sys.executable, "-c", "import patterns; print(patterns.__file__)"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not Path(where).resolve().is_relative_to(clone.resolve()):
+            sys.exit(f"the clone imports patterns from {where}; run from the repository's venv")
+        cfg = str(clone / "mutation" / f"{target}.toml")
+        for cmd in (["cosmic-ray", "init", cfg, session], ["cr-filter-operators", session, cfg]):
+            subprocess.run(cmd, cwd=clone, env=env, check=True)
+        if _run(["cosmic-ray", "baseline", cfg], clone, env) != 0:
+            sys.exit("the simulations fail on the unmutated code: fix that first")
+        budget_hit = _run(["cosmic-ray", "exec", cfg, session], clone, env, budget) == -1
+        dump = subprocess.run(
+            ["cosmic-ray", "dump", session], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    summary = summarise(target, dump, config.get("equivalent", {}), budget_hit)
+    summary["commit"] = commit
+    summary["test_command"] = config["cosmic-ray"]["test-command"]
+    summary["timeout_seconds"] = config["cosmic-ray"]["timeout"]
+    return summary
+
+
+def main() -> None:
+    """Command line: ``python -m mutation run <target> [--budget SECONDS]``."""
+    parser = argparse.ArgumentParser(prog="python -m mutation")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("run", help="mutate a target in a clone and record its score")
+    cmd.add_argument("target", help="a configuration in mutation/, e.g. breaker, fanin, saga")
+    cmd.add_argument("--budget", type=float, help="stop after this many seconds")
+    args = parser.parse_args()
+    summary = run(args.target, args.budget)
+    out = HERE / "results" / f"{args.target}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: summary[k] for k in ("target", "complete", "counts", "score")}, indent=2))
+    for s in summary["survivors"]:
+        print(f"survived: {s['mutant']} ({s['function']})")
+
+
+if __name__ == "__main__":
+    main()
