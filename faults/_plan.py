@@ -208,7 +208,7 @@ class Timeout:
     maximum delay, then fails.)
 
     On the time-skipping test server the held attempt lets the server's clock
-    skip to just before the timeout, so it costs about a quarter of a second
+    skip to a second before the timeout, so it costs about a second
     there; elsewhere it costs the timeout. A local activity is not faulted: no
     server times it out (its worker would, in real time at its full timeout
     on every server), and a lost completion (:class:`Duplicate`) already

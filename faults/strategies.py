@@ -50,7 +50,7 @@ OUTAGE = "outage"
 DEFAULT_KINDS: tuple[str, ...] = ("fail", OUTAGE, "duplicate", "delay", "timeout")
 """Kinds drawn when none are named (heartbeat loss only matters for heartbeating activities).
 
-A :class:`~faults.Timeout` costs about a quarter of a second of real time on the
+A :class:`~faults.Timeout` costs about a second of real time on the
 time-skipping test server, but its activity's whole timeout on other servers; leave
 ``"timeout"`` out of ``kinds`` where that is too slow.
 """
