@@ -106,7 +106,9 @@ def test_each_property_catches_its_broken_variant(
         saga_cases,
         violates,
         settings=settings(
-            max_examples=1000,
+            # A bug that needs a step's completion lost on every attempt is drawn about
+            # once in 150 cases; find() stops at the first, so a large cap costs nothing.
+            max_examples=2000,
             database=None,
             derandomize=True,
             suppress_health_check=list(HealthCheck),
