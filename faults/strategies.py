@@ -141,6 +141,9 @@ def scripted_faults(
 ) -> st.SearchStrategy[ScriptedFault]:
     """One scripted fault on one of ``activities`` at an attempt in ``[1, max_attempt]``.
 
+    Half the entries are drawn on attempt 1, which every call makes; the rest
+    uniformly (an attempt after the first happens only if the one before failed).
+
     With ``"outage"`` in ``kinds`` the entry may fault a run of attempts ending
     at most at ``max_attempt``; with ``outage_through_all`` also every attempt
     until the retry policy gives up (``through="all"``), which never ends under
@@ -155,7 +158,9 @@ def scripted_faults(
     @st.composite
     def entry(draw: st.DrawFn) -> ScriptedFault:
         activity = draw(st.sampled_from(names))
-        attempt = draw(st.integers(1, max_attempt))
+        # Half the entries on the first attempt: a later attempt happens only after an
+        # earlier one failed, so an entry there more often aims at nothing.
+        attempt = draw(st.just(1) | st.integers(1, max_attempt))
         fault = draw(faults)
         ends: list[st.SearchStrategy[int | Literal["all"] | None]] = [st.none()]
         if outages and attempt < max_attempt:
@@ -177,14 +182,20 @@ def scripted_plans(
     max_delay: float = 0.05,
     allow_non_retryable: bool = False,
     outage_through_all: bool = False,
+    min_faults: int = 0,
 ) -> st.SearchStrategy[ScriptedPlan]:
     """Scripted plans of up to ``max_faults`` entries, at most one starting per (activity, attempt).
 
     Entries are drawn by :func:`scripted_faults`; the first entry matching an
-    attempt decides its fault.
+    attempt decides its fault. ``min_faults=1`` leaves out the fault-free plan,
+    for properties whose fault-free run is checked elsewhere.
     """
     if max_faults < 0:
         raise InvalidArgument(f"scripted_plans(max_faults={max_faults!r}) must be >= 0")
+    if not 0 <= min_faults <= max_faults:
+        raise InvalidArgument(
+            f"scripted_plans(min_faults={min_faults!r}) must be in [0, max_faults={max_faults}]"
+        )
     entries = st.lists(
         scripted_faults(
             activities,
@@ -194,6 +205,7 @@ def scripted_plans(
             allow_non_retryable=allow_non_retryable,
             outage_through_all=outage_through_all,
         ),
+        min_size=min_faults,
         max_size=max_faults,
         unique_by=lambda e: (e.activity, e.attempt),
     )
