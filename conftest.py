@@ -2,7 +2,8 @@
 
 * ``dev`` (default): quick feedback, 30 examples per property.
 * ``ci`` (default when ``CI`` is set): 200 examples per property, derandomised.
-* ``mutation``: 100 examples, derandomised; each mutant's simulation run (``python -m mutation``).
+* ``mutation``: derandomised, 100 examples or ``MUTATION_EXAMPLES``; each mutant's simulation
+  run (``python -m mutation``).
 * ``thorough``: thousands of examples; ``pytest simulations --hypothesis-profile=thorough``.
 """
 
@@ -17,7 +18,13 @@ _COMMON = dict(
 )
 settings.register_profile("dev", max_examples=30, **_COMMON)
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_COMMON)
-settings.register_profile("mutation", max_examples=100, derandomize=True, database=None, **_COMMON)
+settings.register_profile(
+    "mutation",
+    max_examples=int(os.environ.get("MUTATION_EXAMPLES", "100")),
+    derandomize=True,
+    database=None,
+    **_COMMON,
+)
 settings.register_profile("thorough", max_examples=5000, **_COMMON)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")

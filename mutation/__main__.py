@@ -9,7 +9,9 @@ are listed, with a reason, in the target's ``[equivalent]`` table, keyed
 ``"<file>:<line>:<operator>:<occurrence>"``.
 
 ``--budget SECONDS`` stops the run after that long; the mutants not reached count as
-not run (the results file says how many).
+not run (the results file says how many). ``python -m mutation rescore <target>``
+re-reads the ``[equivalent]`` table and recomputes the score of the last results file,
+without running anything.
 """
 
 from __future__ import annotations
@@ -100,13 +102,37 @@ def summarise(
     }
 
 
-def run(target: str, budget: float | None) -> dict[str, Any]:
-    """Mutate ``target`` in a fresh clone of ``HEAD`` and return its summary."""
+def rescore(target: str) -> dict[str, Any]:
+    """Re-judge the survivors of ``results/<target>.json`` by the current ``[equivalent]``."""
+    out = HERE / "results" / f"{target}.json"
+    summary: dict[str, Any] = json.loads(out.read_text())
+    table = _config(target).get("equivalent", {})
+    counts = summary["counts"]
+    survivors, equivalents = [], []
+    for entry in summary["survivors"] + summary["equivalent"]:
+        entry = {k: v for k, v in entry.items() if k != "reason"}
+        if entry["mutant"] in table:
+            equivalents.append({**entry, "reason": table[entry["mutant"]]})
+        else:
+            survivors.append(entry)
+    counts["equivalent"], counts["survived"] = len(equivalents), len(survivors)
+    judged = counts["run"] - counts["equivalent"]
+    summary["score"] = round(counts["killed"] / judged, 4) if judged else None
+    summary["survivors"], summary["equivalent"] = survivors, equivalents
+    return summary
+
+
+def _config(target: str) -> dict[str, Any]:
     config_path = HERE / f"{target}.toml"
     if not config_path.exists():
         names = sorted(p.stem for p in HERE.glob("*.toml"))
         sys.exit(f"no target {target!r}: pick one of {names} (mutation/<target>.toml)")
-    config = tomllib.loads(config_path.read_text())
+    return tomllib.loads(config_path.read_text())
+
+
+def run(target: str, budget: float | None) -> dict[str, Any]:
+    """Mutate ``target`` in a fresh clone of ``HEAD`` and return its summary."""
+    config = _config(target)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("CI", None)
     with tempfile.TemporaryDirectory(prefix=f"mutation-{target}-") as tmp:
@@ -142,14 +168,19 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
 
 
 def main() -> None:
-    """Command line: ``python -m mutation run <target> [--budget SECONDS]``."""
+    """Command line: ``python -m mutation run|rescore <target> [--budget SECONDS]``."""
     parser = argparse.ArgumentParser(prog="python -m mutation")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("run", help="mutate a target in a clone and record its score")
     cmd.add_argument("target", help="a configuration in mutation/, e.g. breaker, fanin, saga")
     cmd.add_argument("--budget", type=float, help="stop after this many seconds")
+    again = sub.add_parser("rescore", help="re-judge the last results by [equivalent]")
+    again.add_argument("target")
     args = parser.parse_args()
-    summary = run(args.target, args.budget)
+    if args.command == "rescore":
+        summary = rescore(args.target)
+    else:
+        summary = run(args.target, args.budget)
     out = HERE / "results" / f"{args.target}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
