@@ -64,13 +64,19 @@ class Throughput:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--overhead-rounds`` and ``--soak-runs``."""
+    """Add ``--overhead-rounds``, ``--search-seeds`` and ``--soak-runs``."""
     parser.getgroup("benchmark").addoption(
         "--overhead-rounds",
         type=int,
         default=12,
         help="paired rounds of the fault-layer overhead benchmark (default 12, ~2 minutes); "
         "more rounds narrow its interval (60 take ~9 minutes).",
+    )
+    parser.getgroup("benchmark").addoption(
+        "--search-seeds",
+        type=int,
+        default=20,
+        help="seeds per planted bug in the search-power benchmark (default 20).",
     )
     parser.getgroup("benchmark").addoption(
         "--soak-runs",

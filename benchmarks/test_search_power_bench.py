@@ -1,0 +1,321 @@
+"""Search power: how often, how fast and how small the fault search finds planted bugs.
+
+Every broken variant under ``simulations/`` breaks one invariant. For each, and for
+each of ``--search-seeds`` seeds (default 20), Hypothesis searches the variant's
+unchanged property at the ``ci`` budget (200 examples) with that seed: the row
+records how many seeds caught it, the median examples and seconds to the first
+violation, and the largest shrunk plan. The targets (every variant caught by
+every seed, shrunk to at most 2 entries) are read from the results, not
+asserted: a seed that misses is a measurement, not a flaky test. Systematic
+exploration (every single fault at every call, then pairs) runs once per saga
+variant, with no randomness.
+
+Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
+go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
+benchmarks.report``). With ``--benchmark-disable`` (CI's smoke run) one seed per
+variant runs and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, find, settings
+from hypothesis.errors import NoSuchExample
+
+from faults.testing import RunOutcome, explore, unique_id
+from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
+from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
+from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
+from simulations.fanin_model import Scenario, check_fan_in, scenarios
+from simulations.fanin_variants import (
+    LossyBatchWorkflow,
+    LossySegmentWorkflow,
+    ValueKeyedActivities,
+)
+from simulations.saga_cases import SagaCase, run_case, saga_cases
+from simulations.saga_variants import (
+    CompensateAfterStepSaga,
+    FirstInFirstOutSaga,
+    LyingCompensationSaga,
+    NonIdempotentRefundActivities,
+    NoPivotSaga,
+    SilentCompensationSaga,
+    UnconfirmedCompletionSaga,
+)
+
+RESULTS = Path(__file__).parent / "results" / "search_power.json"
+BUDGET = 200
+"""Examples per search: the ``ci`` profile's budget."""
+
+SAGA_VARIANTS = [
+    ("1 semantic atomicity", CompensateAfterStepSaga, OrderActivities),
+    ("1 semantic atomicity", LyingCompensationSaga, OrderActivities),
+    ("2 compensations in reverse order", FirstInFirstOutSaga, OrderActivities),
+    ("3 exactly-once effects", OrderSaga, NonIdempotentRefundActivities),
+    ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
+    ("5 failed compensations reported", SilentCompensationSaga, OrderActivities),
+    ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
+]
+
+
+@dataclass
+class Search:
+    """One search's measurements."""
+
+    caught: bool = False
+    examples: int | None = None
+    seconds: float | None = None
+    shrunk_entries: int | None = None
+    tried: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def saw(self, violated: bool) -> bool:
+        self.tried += 1
+        if violated and self.examples is None:
+            self.examples = self.tried
+            self.seconds = time.perf_counter() - self.started
+        return violated
+
+
+def search(strategy: Any, violates: Callable[[Any], bool], seed: int) -> tuple[Search, Any]:
+    """Hypothesis's search for a violating example at :data:`BUDGET`, from ``seed``."""
+    measured = Search()
+    try:
+        shrunk = find(
+            strategy,
+            lambda example: measured.saw(violates(example)),
+            settings=settings(
+                max_examples=BUDGET, database=None, suppress_health_check=list(HealthCheck)
+            ),
+            random=random.Random(seed),
+        )
+    except NoSuchExample:
+        return measured, None
+    measured.caught = True
+    return measured, shrunk
+
+
+@dataclass
+class Rows:
+    """The rows of ``search_power.json``, written at the module's end if any were measured."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, target: str, kind: str, searches: list[Search], **extra: Any) -> None:
+        caught = [s for s in searches if s.caught]
+        row: dict[str, Any] = {
+            "target": target,
+            "search": kind,
+            "runs": len(searches),
+            "found": len(caught),
+            **extra,
+        }
+        if caught:
+            row["median_examples"] = statistics.median(s.examples or 0 for s in caught)
+            row["median_seconds"] = round(statistics.median(s.seconds or 0 for s in caught), 2)
+            row["max_shrunk_entries"] = max(s.shrunk_entries or 0 for s in caught)
+        self.rows.append(row)
+
+
+@pytest.fixture(scope="module")
+def rows(request: pytest.FixtureRequest) -> Iterator[Rows]:
+    collected = Rows()
+    yield collected
+    if collected.rows and not request.config.getoption("benchmark_disable"):
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(
+            json.dumps(
+                {
+                    "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": f"{platform.machine()}, {platform.system()} "
+                    f"{platform.release()}, {platform.python_implementation()} "
+                    f"{platform.python_version()}",
+                    "command": "pytest benchmarks/test_search_power_bench.py --benchmark-only "
+                    f"--search-seeds {request.config.getoption('--search-seeds')}",
+                    "budget": BUDGET,
+                    "results": collected.rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+def seeds(request: pytest.FixtureRequest) -> range:
+    if request.config.getoption("benchmark_disable"):
+        return range(1)
+    return range(int(request.config.getoption("--search-seeds")))
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
+    return OrderServices(tmp_path_factory.mktemp("search-power") / "services.sqlite")
+
+
+@pytest.mark.parametrize(
+    ("prop", "workflow", "activities"),
+    SAGA_VARIANTS,
+    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
+)
+def test_random_search_catches_each_saga_variant(
+    benchmark: Any,
+    request: pytest.FixtureRequest,
+    fresh_server_fault_harness: Any,
+    services: OrderServices,
+    rows: Rows,
+    prop: str,
+    workflow: type,
+    activities: type,
+) -> None:
+    broken = fresh_server_fault_harness(
+        workflows=[workflow], activities=activities(services).activities()
+    )
+    searches: list[Search] = []
+
+    def searches_from_every_seed() -> None:
+        for seed in seeds(request):
+            measured, shrunk = search(
+                saga_cases,
+                lambda case: prop in run_case(broken, workflow, services, case),
+                seed,
+            )
+            if shrunk is not None:
+                case: SagaCase = shrunk
+                measured.shrunk_entries = len(case.plan.faults)
+            searches.append(measured)
+
+    benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
+    rows.add(f"saga {workflow.__name__}/{activities.__name__}: {prop}", "hypothesis", searches)
+
+
+def _fanin_harness(fault_harness: Any, name: str) -> tuple[Any, Any]:
+    """A harness serving the fan-in variant ``name``, and the workflow to run on it."""
+    if name == "value-keyed storage":
+        acts: FanOutActivities = ValueKeyedActivities()
+        workflows: list[type] = []
+        workflow: Any = FanOutBatchWorkflow
+    else:  # "lossy fan-in"
+        acts = FanOutActivities()
+        workflows = [LossyBatchWorkflow, LossySegmentWorkflow]
+        workflow = LossyBatchWorkflow
+    harness = fault_harness(
+        workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow, *workflows],
+        activities=[acts.process_chunk, acts.seal_batch],
+    )
+    return harness, workflow
+
+
+@pytest.mark.parametrize("name", ["value-keyed storage", "lossy fan-in"])
+def test_random_search_catches_each_fan_in_variant(
+    benchmark: Any,
+    request: pytest.FixtureRequest,
+    fresh_server_fault_harness: Any,
+    tmp_path: Path,
+    rows: Rows,
+    name: str,
+) -> None:
+    harness, workflow = _fanin_harness(fresh_server_fault_harness, name)
+
+    def violates(scenario: Scenario) -> bool:
+        try:
+            check_fan_in(harness, scenario, workflow.run)
+        except AssertionError:
+            return True
+        return False
+
+    searches: list[Search] = []
+
+    def searches_from_every_seed() -> None:
+        for seed in seeds(request):
+            measured, shrunk = search(
+                scenarios(str(tmp_path / f"fanin-{seed}.sqlite3"), policies=("collect",)),
+                violates,
+                seed,
+            )
+            if shrunk is not None:
+                measured.shrunk_entries = len(shrunk.plan.faults)
+            searches.append(measured)
+
+    benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
+    rows.add(f"fan-in {name}", "hypothesis", searches)
+
+
+def _saga_check(
+    harness: Any, services: OrderServices, before: dict[str, dict[str, int]]
+) -> Callable[[RunOutcome[Any]], dict[str, Any]]:
+    """The saga invariants as an exploration check, read from the database and the history."""
+
+    def check(outcome: RunOutcome[Any]) -> dict[str, Any]:
+        order: Order = outcome.args[0]
+        run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
+        return order_violations(services, order, run, before[order.order_id])
+
+    return check
+
+
+@pytest.mark.parametrize(
+    ("prop", "workflow", "activities"),
+    SAGA_VARIANTS,
+    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
+)
+def test_systematic_exploration_of_each_saga_variant(
+    benchmark: Any,
+    fresh_server_fault_harness: Any,
+    services: OrderServices,
+    rows: Rows,
+    prop: str,
+    workflow: type,
+    activities: type,
+) -> None:
+    broken = fresh_server_fault_harness(
+        workflows=[workflow], activities=activities(services).activities()
+    )
+    before: dict[str, dict[str, int]] = {}
+    counter = iter(range(10**9))
+
+    def fresh_order() -> list[Any]:
+        n = next(counter)
+        order, stock = order_on_own_skus(
+            services,
+            1000 + n,
+            order_id=unique_id(f"explore-{workflow.__name__}"),
+            sku_prefix=unique_id("X"),
+        )
+        before[order.order_id] = stock
+        return [order, SagaSettings(step_attempts=2, compensation_attempts=2)]
+
+    started = time.perf_counter()
+    exploration = benchmark.pedantic(
+        explore,
+        args=(broken, workflow.run),
+        kwargs={
+            "check": _saga_check(broken, services, before),
+            "fresh_args": fresh_order,
+            "budget": 400,
+        },
+        rounds=1,
+        iterations=1,
+    )
+    measured = Search(caught=exploration.violation is not None)
+    if exploration.violation is not None:
+        measured.examples = exploration.schedules_run
+        measured.seconds = time.perf_counter() - started
+        measured.shrunk_entries = len(exploration.violation.shrunk.faults)
+    rows.add(
+        f"saga {workflow.__name__}/{activities.__name__}: {prop}",
+        "systematic",
+        [measured],
+        coverage=exploration.coverage(),
+    )
+    print(exploration.describe())
