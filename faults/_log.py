@@ -6,7 +6,7 @@ import heapq
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,21 @@ class FaultLog:
         """Number of injections by (fault kind, activity): every one, never aged out."""
         with self._lock:
             return Counter(self._counts)
+
+    def add_counts(
+        self,
+        counts: Mapping[tuple[str, str], int],
+        rejections: Mapping[str, int] | None = None,
+    ) -> None:
+        """Add another log's exact counts (from another process) to this one's.
+
+        The records themselves stay where they were made: :meth:`counts`,
+        :meth:`rejection_counts` and :meth:`summary` then cover both logs, the
+        per-record views and ``len()`` this one's own.
+        """
+        with self._lock:
+            self._counts.update(counts)
+            self._rejection_counts.update(rejections or {})
 
     def reject(self, workflow_id: str, reason: str, at: float) -> None:
         """Count a header plan a worker refused to apply."""

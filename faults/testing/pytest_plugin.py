@@ -279,7 +279,15 @@ the threads, with their start-to-close timeouts running: give such workers
 
 
 class _WorkerPool:
-    """Workers on one client, one per distinct registration, stopped at session end."""
+    """Workers on one client, one per registration, stopped at session end.
+
+    A registration is its workflow classes, its activity names and its options.
+    A test that builds its activity callables afresh (per example, say) gets a
+    worker for the new callables, and the one it built before for the same
+    registration stops: a test leaves at most one worker per registration,
+    however many examples it runs. Workers that other tests built (a
+    module-scoped fixture's, say) are left alone.
+    """
 
     def __init__(
         self,
@@ -299,6 +307,8 @@ class _WorkerPool:
         self.registrations: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.stopping: list[Any] = []
         self.harnesses: dict[tuple[Any, ...], FaultHarness] = {}
+        self.current: dict[tuple[Any, ...], tuple[tuple[Any, ...], str | None]] = {}
+        """The newest worker's key for each registration, and the test that asked for it."""
         if rotation is not None:
             rotation.add(self)
 
@@ -312,6 +322,16 @@ class _WorkerPool:
 
         key = self._key(workflows, activities, options)
         if key not in self.workers:
+            registration = self._registration(workflows, activities, options)
+            newest = self.current.get(registration)
+            if (
+                newest is not None
+                and newest[1] is not None
+                and newest[1] == _current_test
+                and newest[0] in self.workers
+            ):
+                self.loop.run(self._retire(newest[0]), timeout=60)
+            self.current[registration] = (key, _current_test)
             task_queue = unique_id("tq")
             self.registrations[key] = (task_queue, tuple(workflows), tuple(activities), options)
             worker = self.loop.run(self._start(key), timeout=60)
@@ -332,6 +352,28 @@ class _WorkerPool:
         )
         await worker.__aenter__()
         return worker
+
+    async def _retire(self, key: tuple[Any, ...]) -> None:
+        """Stop the worker of ``key`` (in the background) and forget it and its harness."""
+        import asyncio
+
+        worker, _ = self.workers.pop(key)
+        self.registrations.pop(key, None)
+        harness = self.harnesses.pop(key, None)
+        if harness is not None:
+            await harness.aclose()
+        self.stopping.append(asyncio.ensure_future(worker.__aexit__(None, None, None)))
+
+    @staticmethod
+    def _registration(
+        workflows: Sequence[type], activities: Sequence[Callable[..., Any]], options: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        from .._plugin import activity_names
+
+        names = tuple(sorted(activity_names(activities)))
+        unnamed = tuple(repr(a) for a in activities if not activity_names([a]))
+        opts = tuple(sorted((k, repr(v)) for k, v in options.items()))
+        return (tuple(workflows), names, unnamed, opts)
 
     def workers_running(self) -> list[Worker]:
         """The pool's workers (for :class:`faults.testing._rotation.ServerRotation`)."""
@@ -531,6 +573,27 @@ def fault_explorer(request: pytest.FixtureRequest) -> ExplorerFactory:
     return run
 
 
+_current_test: str | None = None
+"""The node id of the test whose body runs now (``None`` in fixture setup and teardown).
+
+Workers a test body builds again replace the ones it built before; workers built while
+fixtures are set up (a module-scoped harness, say) are never replaced."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Note whose body runs, for the worker pools."""
+    global _current_test
+    _current_test = item.nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The body is over: workers built from here on belong to no test."""
+    global _current_test
+    _current_test = None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Between tests: probe the session's test server's clock, and replace the server if due."""
@@ -538,6 +601,32 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if rotating is not None:
         loop, rotation = rotating
         loop.run(rotation.checkpoint(), timeout=120)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist, a worker hands its log's counts to the controller's summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    log = session.config.stash.get(_LOG_KEY, None)
+    if workeroutput is not None and log is not None:
+        workeroutput["faults_counts"] = [[k, a, n] for (k, a), n in log.counts().items()]
+        workeroutput["faults_rejections"] = dict(log.rejection_counts())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Under pytest-xdist, the controller adds each worker's counts to one session log."""
+    output = getattr(node, "workeroutput", None) or {}
+    if "faults_counts" not in output:
+        return
+    from .._log import FaultLog
+
+    config = node.config
+    log = config.stash.get(_LOG_KEY, None)
+    if log is None:
+        log = config.stash[_LOG_KEY] = FaultLog()
+    log.add_counts(
+        {(k, a): n for k, a, n in output["faults_counts"]}, output.get("faults_rejections")
+    )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
