@@ -13,8 +13,12 @@ any project that installs ``workflow-resilience`` gets these fixtures:
   task queue of a running worker with the fault layer, one per distinct
   registration per session;
 * ``fault_harness``: the same, wrapped in a :class:`faults.FaultHarness`;
-* ``temporal_dev_env`` / ``dev_fault_harness``: a full dev server, for the few
-  tests that read what the time-skipping server does not record;
+* ``temporal_dev_env`` / ``dev_fault_harness`` / ``dev_fault_worker``: a full dev
+  server, for tests that read what the time-skipping server does not record, or
+  drive workflows through signals and updates on the wall clock;
+* ``isolated_temporal_env`` / ``isolated_fault_worker``: a server of the test's
+  own (of the ``--temporal-env`` kind), for workflows driven by signals,
+  updates or cancellation, so nothing they do to a clock slows a later test;
 * ``temporal_manual_clock_env`` / ``manual_clock_fault_harness``: a second
   time-skipping server whose clock moves only through ``env.sleep()``;
 * ``fresh_server_fault_harness``: like ``fault_harness``, on a time-skipping
@@ -496,6 +500,49 @@ HarnessFactory = Callable[..., "FaultHarness"]
 def fault_worker(_faults_pool: _WorkerPool) -> WorkerFactory:
     """Start a worker with the fault layer (once per registration); returns its task queue."""
     return _faults_pool.task_queue
+
+
+@pytest.fixture(scope="session")
+def dev_fault_worker(_faults_dev_pool: _WorkerPool) -> WorkerFactory:
+    """Like ``fault_worker``, on ``temporal_dev_env`` (a full server, on the wall clock).
+
+    For workflows driven by signals, updates or cancellation through
+    ``temporal_dev_env.client``: nothing skips their timers while the test
+    talks to them.
+    """
+    return _faults_dev_pool.task_queue
+
+
+@pytest.fixture
+def isolated_temporal_env(
+    request: pytest.FixtureRequest, temporal_loop: EventLoopThread, fault_log: FaultLog
+) -> Iterator[WorkflowEnvironment]:
+    """A server of this test's own, of the ``--temporal-env`` kind, with the fault plugin.
+
+    For a test whose workflows wait on signals, updates or cancellation, or leave
+    runs behind: what it does to its server's clock (or to the runs it leaves
+    open) cannot slow any later test. An external cluster is shared anyway.
+    Costs a server start per test (~0.1 s for the test server, ~1 s for the dev
+    server).
+    """
+    kind = _kind(request.config)
+    if kind == "external":
+        yield request.getfixturevalue("temporal_env")
+        return
+    env = _start_env(temporal_loop, kind, fault_log, None)
+    try:
+        yield env
+    finally:
+        temporal_loop.run(env.shutdown(), timeout=60)
+
+
+@pytest.fixture
+def isolated_fault_worker(
+    temporal_loop: EventLoopThread, isolated_temporal_env: WorkflowEnvironment, fault_log: FaultLog
+) -> Iterator[WorkerFactory]:
+    """Like ``fault_worker``, on ``isolated_temporal_env``; its workers stop with the test."""
+    for pool in _pool(temporal_loop, isolated_temporal_env, fault_log):
+        yield pool.task_queue
 
 
 @pytest.fixture(scope="session")
