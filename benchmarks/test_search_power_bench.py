@@ -23,7 +23,7 @@ import platform
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -108,8 +108,13 @@ def search(strategy: Any, violates: Callable[[Any], bool], seed: int) -> tuple[S
 
 @dataclass
 class Rows:
-    """The rows of ``search_power.json``, written at the module's end if any were measured."""
+    """The rows of ``search_power.json``, rewritten after each row when benchmarks are on.
 
+    Written as they come, so an interrupted run keeps what it measured.
+    """
+
+    command: str
+    write: bool
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, target: str, kind: str, searches: list[Search], **extra: Any) -> None:
@@ -126,13 +131,10 @@ class Rows:
             row["median_seconds"] = round(statistics.median(s.seconds or 0 for s in caught), 2)
             row["max_shrunk_entries"] = max(s.shrunk_entries or 0 for s in caught)
         self.rows.append(row)
+        if self.write:
+            self.save()
 
-
-@pytest.fixture(scope="module")
-def rows(request: pytest.FixtureRequest) -> Iterator[Rows]:
-    collected = Rows()
-    yield collected
-    if collected.rows and not request.config.getoption("benchmark_disable"):
+    def save(self) -> None:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(
             json.dumps(
@@ -141,15 +143,23 @@ def rows(request: pytest.FixtureRequest) -> Iterator[Rows]:
                     "machine": f"{platform.machine()}, {platform.system()} "
                     f"{platform.release()}, {platform.python_implementation()} "
                     f"{platform.python_version()}",
-                    "command": "pytest benchmarks/test_search_power_bench.py --benchmark-only "
-                    f"--search-seeds {request.config.getoption('--search-seeds')}",
+                    "command": self.command,
                     "budget": BUDGET,
-                    "results": collected.rows,
+                    "results": self.rows,
                 },
                 indent=2,
             )
             + "\n"
         )
+
+
+@pytest.fixture(scope="module")
+def rows(request: pytest.FixtureRequest) -> Rows:
+    return Rows(
+        command="pytest benchmarks/test_search_power_bench.py --benchmark-only "
+        f"--search-seeds {request.config.getoption('--search-seeds')}",
+        write=not request.config.getoption("benchmark_disable"),
+    )
 
 
 def seeds(request: pytest.FixtureRequest) -> range:
