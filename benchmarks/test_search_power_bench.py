@@ -173,6 +173,76 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
     return OrderServices(tmp_path_factory.mktemp("search-power") / "services.sqlite")
 
 
+def _saga_check(
+    harness: Any, services: OrderServices, before: dict[str, dict[str, int]]
+) -> Callable[[RunOutcome[Any]], dict[str, Any]]:
+    """The saga invariants as an exploration check, read from the database and the history."""
+
+    def check(outcome: RunOutcome[Any]) -> dict[str, Any]:
+        order: Order = outcome.args[0]
+        run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
+        return order_violations(services, order, run, before[order.order_id])
+
+    return check
+
+
+@pytest.mark.parametrize(
+    ("prop", "workflow", "activities"),
+    SAGA_VARIANTS,
+    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
+)
+def test_systematic_exploration_of_each_saga_variant(
+    benchmark: Any,
+    fresh_server_fault_harness: Any,
+    services: OrderServices,
+    rows: Rows,
+    prop: str,
+    workflow: type,
+    activities: type,
+) -> None:
+    broken = fresh_server_fault_harness(
+        workflows=[workflow], activities=activities(services).activities()
+    )
+    before: dict[str, dict[str, int]] = {}
+    counter = iter(range(10**9))
+
+    def fresh_order() -> list[Any]:
+        n = next(counter)
+        order, stock = order_on_own_skus(
+            services,
+            1000 + n,
+            order_id=unique_id(f"explore-{workflow.__name__}"),
+            sku_prefix=unique_id("X"),
+        )
+        before[order.order_id] = stock
+        return [order, SagaSettings(step_attempts=2, compensation_attempts=2)]
+
+    started = time.perf_counter()
+    exploration = benchmark.pedantic(
+        explore,
+        args=(broken, workflow.run),
+        kwargs={
+            "check": _saga_check(broken, services, before),
+            "fresh_args": fresh_order,
+            "budget": 400,
+        },
+        rounds=1,
+        iterations=1,
+    )
+    measured = Search(caught=exploration.violation is not None)
+    if exploration.violation is not None:
+        measured.examples = exploration.schedules_run
+        measured.seconds = time.perf_counter() - started
+        measured.shrunk_entries = len(exploration.violation.shrunk.faults)
+    rows.add(
+        f"saga {workflow.__name__}/{activities.__name__}: {prop}",
+        "systematic",
+        [measured],
+        coverage=exploration.coverage(),
+    )
+    print(exploration.describe())
+
+
 @pytest.mark.parametrize(
     ("prop", "workflow", "activities"),
     SAGA_VARIANTS,
@@ -259,73 +329,3 @@ def test_random_search_catches_each_fan_in_variant(
 
     benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
     rows.add(f"fan-in {name}", "hypothesis", searches)
-
-
-def _saga_check(
-    harness: Any, services: OrderServices, before: dict[str, dict[str, int]]
-) -> Callable[[RunOutcome[Any]], dict[str, Any]]:
-    """The saga invariants as an exploration check, read from the database and the history."""
-
-    def check(outcome: RunOutcome[Any]) -> dict[str, Any]:
-        order: Order = outcome.args[0]
-        run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
-        return order_violations(services, order, run, before[order.order_id])
-
-    return check
-
-
-@pytest.mark.parametrize(
-    ("prop", "workflow", "activities"),
-    SAGA_VARIANTS,
-    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
-)
-def test_systematic_exploration_of_each_saga_variant(
-    benchmark: Any,
-    fresh_server_fault_harness: Any,
-    services: OrderServices,
-    rows: Rows,
-    prop: str,
-    workflow: type,
-    activities: type,
-) -> None:
-    broken = fresh_server_fault_harness(
-        workflows=[workflow], activities=activities(services).activities()
-    )
-    before: dict[str, dict[str, int]] = {}
-    counter = iter(range(10**9))
-
-    def fresh_order() -> list[Any]:
-        n = next(counter)
-        order, stock = order_on_own_skus(
-            services,
-            1000 + n,
-            order_id=unique_id(f"explore-{workflow.__name__}"),
-            sku_prefix=unique_id("X"),
-        )
-        before[order.order_id] = stock
-        return [order, SagaSettings(step_attempts=2, compensation_attempts=2)]
-
-    started = time.perf_counter()
-    exploration = benchmark.pedantic(
-        explore,
-        args=(broken, workflow.run),
-        kwargs={
-            "check": _saga_check(broken, services, before),
-            "fresh_args": fresh_order,
-            "budget": 400,
-        },
-        rounds=1,
-        iterations=1,
-    )
-    measured = Search(caught=exploration.violation is not None)
-    if exploration.violation is not None:
-        measured.examples = exploration.schedules_run
-        measured.seconds = time.perf_counter() - started
-        measured.shrunk_entries = len(exploration.violation.shrunk.faults)
-    rows.add(
-        f"saga {workflow.__name__}/{activities.__name__}: {prop}",
-        "systematic",
-        [measured],
-        coverage=exploration.coverage(),
-    )
-    print(exploration.describe())
