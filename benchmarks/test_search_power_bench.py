@@ -35,7 +35,7 @@ from hypothesis.errors import NoSuchExample
 
 from faults.testing import RunOutcome, explore, unique_id
 from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
-from patterns.saga import Order, OrderActivities, OrderSaga, OrderServices, SagaSettings
+from patterns.saga import Order, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 from simulations.fanin_model import Scenario, check_fan_in, scenarios
 from simulations.fanin_variants import (
@@ -44,29 +44,18 @@ from simulations.fanin_variants import (
     ValueKeyedActivities,
 )
 from simulations.saga_cases import SagaCase, run_case, saga_cases
-from simulations.saga_variants import (
-    CompensateAfterStepSaga,
-    FirstInFirstOutSaga,
-    LyingCompensationSaga,
-    NonIdempotentRefundActivities,
-    NoPivotSaga,
-    SilentCompensationSaga,
-    UnconfirmedCompletionSaga,
-)
+from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 
 RESULTS = Path(__file__).parent / "results" / "search_power.json"
 BUDGET = 200
 """Examples per search: the ``ci`` profile's budget."""
 
-SAGA_VARIANTS = [
-    ("1 semantic atomicity", CompensateAfterStepSaga, OrderActivities),
-    ("1 semantic atomicity", LyingCompensationSaga, OrderActivities),
-    ("2 compensations in reverse order", FirstInFirstOutSaga, OrderActivities),
-    ("3 exactly-once effects", OrderSaga, NonIdempotentRefundActivities),
-    ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
-    ("5 failed compensations reported", SilentCompensationSaga, OrderActivities),
-    ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
-]
+each_saga_variant = pytest.mark.parametrize(
+    ("prop", "workflow", "activities"),
+    SAGA_VARIANTS,
+    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
+)
+"""Every broken saga of the simulations, with the invariant it breaks."""
 
 
 @dataclass
@@ -186,11 +175,7 @@ def _saga_check(
     return check
 
 
-@pytest.mark.parametrize(
-    ("prop", "workflow", "activities"),
-    SAGA_VARIANTS,
-    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
-)
+@each_saga_variant
 def test_systematic_exploration_of_each_saga_variant(
     benchmark: Any,
     fresh_server_fault_harness: Any,
@@ -243,11 +228,7 @@ def test_systematic_exploration_of_each_saga_variant(
     print(exploration.describe())
 
 
-@pytest.mark.parametrize(
-    ("prop", "workflow", "activities"),
-    SAGA_VARIANTS,
-    ids=[f"{w.__name__}-{a.__name__}" for _, w, a in SAGA_VARIANTS],
-)
+@each_saga_variant
 def test_random_search_catches_each_saga_variant(
     benchmark: Any,
     request: pytest.FixtureRequest,
