@@ -93,18 +93,24 @@ def test_session_rate_holds_over_a_soak(
         workflows=[ThreeStepWorkflow, TwoSleeps], activities=[probe]
     )
     rates: list[float] = []
+    cpu_per_run: list[float] = []
+    window_load: list[float] = []
     ratios: list[tuple[int, float]] = []
     load = [os.getloadavg()]
 
     def soak() -> None:
         ratios.append((0, _timer_ratio(harness)))
         window_began = time.perf_counter()
+        cpu_began = time.process_time()
         for n in range(1, runs + 1):
             outcome = harness.run(ThreeStepWorkflow.run, f"soak-{n}")
             assert outcome.succeeded, outcome.describe()
             if n % window == 0:
                 rates.append(window / (time.perf_counter() - window_began))
+                cpu_per_run.append((time.process_time() - cpu_began) / window)
+                window_load.append(os.getloadavg()[0])
                 window_began = time.perf_counter()
+                cpu_began = time.process_time()
             # Halfway between replacements of the server (multiples of --temporal-rotate-after),
             # so that their cost stays inside the windows' clocks.
             if n % TIMER_CHECK_EVERY == TIMER_CHECK_EVERY // 2 or n == runs:
@@ -135,6 +141,8 @@ def test_session_rate_holds_over_a_soak(
         "window_runs": window,
         "rotate_after": rotating[1].rotate_after if rotating is not None else None,
         "rates_per_window": [round(rate, 2) for rate in rates],
+        "test_process_cpu_ms_per_run_per_window": [round(c * 1000, 2) for c in cpu_per_run],
+        "load_average_1min_at_window_end": [round(x, 2) for x in window_load],
         "first_window_rate": round(first, 2),
         "last_window_rate": round(last, 2),
         "last_over_first": round(last / first, 3),
