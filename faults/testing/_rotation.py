@@ -391,7 +391,7 @@ class ServerRotation:
         if started < self._retry_at and not boundary:
             return
         due = self.rotate_after > 0 and self.runs_served >= self.rotate_after
-        reason = f"after {self.runs_served} runs" if due else ""
+        reason = f"after {self.rotate_after} runs" if due else ""
         if not due and (
             self._suspect
             or started - self._probed_at >= PROBE_EVERY
