@@ -1,6 +1,8 @@
 """A small money transfer, correct and with planted bugs, for the exploration tests.
 
-``debit`` then ``credit``; if the credit fails for good the debit is refunded.
+``debit`` then ``credit``. A debit that fails for good is refunded (its completion
+may have been lost after it was applied: the refund covers it, and refunds only what
+was debited); once debited, the credit is retried until it is done.
 Every activity writes its effect to :data:`EFFECTS`, keyed by workflow id:
 the independent evidence the invariant reads. ``debit``, ``credit`` and
 ``refund`` are idempotent (an effect is written once per run however often
@@ -22,12 +24,16 @@ EFFECTS: dict[str, list[tuple[str, int]]] = {}
 _lock = threading.Lock()
 
 
-def _apply(operation: str, amount: int, *, idempotent: bool = True) -> None:
+def _apply(
+    operation: str, amount: int, *, idempotent: bool = True, after: str | None = None
+) -> None:
     workflow_id = activity.info().workflow_id or ""
     with _lock:
         effects = EFFECTS.setdefault(workflow_id, [])
         if idempotent and any(op == operation for op, _ in effects):
             return
+        if after is not None and not any(op == after for op, _ in effects):
+            return  # nothing to undo
         effects.append((operation, amount))
 
 
@@ -45,14 +51,14 @@ async def credit(amount: int) -> None:
 
 @activity.defn
 async def refund(amount: int) -> None:
-    """Give ``amount`` back to the payer (once per run)."""
-    _apply("refund", amount)
+    """Give a debited ``amount`` back to the payer (once per run; nothing if not debited)."""
+    _apply("refund", amount, after="debit")
 
 
 @activity.defn
 async def refund_twice(amount: int) -> None:
     """A refund that applies again every time its body runs (not idempotent)."""
-    _apply("refund", amount, idempotent=False)
+    _apply("refund", amount, idempotent=False, after="debit")
 
 
 STEP_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=10), maximum_attempts=3)
@@ -68,16 +74,15 @@ async def _step(fn: Any, amount: int) -> None:
 
 @workflow.defn
 class Transfer:
-    """Debit, then credit; a credit that fails for good is refunded (retried until done)."""
+    """Debit (refunded if it fails for good), then credit, retried until done."""
 
     refund_activity = "refund"
     """The refund activity's name (a variant swaps it)."""
 
     @workflow.run
     async def run(self, amount: int) -> str:
-        await _step(debit, amount)
-        try:
-            await _step(credit, amount)
+        try:  # a debit that failed for good may still have been applied
+            await _step(debit, amount)
         except ActivityError:
             await workflow.execute_activity(
                 self.refund_activity,
@@ -85,7 +90,10 @@ class Transfer:
                 start_to_close_timeout=TIMEOUT,
                 retry_policy=UNTIL_DONE,
             )
-            raise ApplicationError("credit failed; debit refunded", non_retryable=True) from None
+            raise ApplicationError("debit failed; refunded", non_retryable=True) from None
+        await workflow.execute_activity(
+            credit, amount, start_to_close_timeout=TIMEOUT, retry_policy=UNTIL_DONE
+        )
         return "done"
 
 

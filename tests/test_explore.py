@@ -1,10 +1,10 @@
 """Systematic exploration of fault schedules, and plans drawn from the calls a run makes.
 
 The workflows are a two-step transfer (``explore_targets``): correct, without
-its refund (a bug only an outage of the credit exposes), and with a refund
-that is not idempotent (a bug only an outage of the credit together with a
-fault on the refund it triggers exposes). The invariant reads the effects the
-activities recorded, never a workflow's result.
+its refund (a bug that a debit whose completion is lost on every attempt, or an
+outage of the credit, exposes), and with a refund that is not idempotent (a bug
+only such a debit together with a fault on the refund it triggers exposes). The
+invariant reads the effects the activities recorded, never a workflow's result.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from faults.testing import (
     DUPLICATE,
     FAIL,
     OUTAGE,
+    OUTAGE_AFTER_BODY,
     assert_holds,
     explore,
     observe_calls,
@@ -47,7 +48,7 @@ from .explore_targets import (
     refund_twice,
 )
 
-CHEAP_SHAPES = (FAIL, DUPLICATE, OUTAGE)
+CHEAP_SHAPES = (FAIL, DUPLICATE, OUTAGE, OUTAGE_AFTER_BODY)
 """The default shapes without the delay, whose hold past the timeout costs real time."""
 
 
@@ -71,7 +72,7 @@ def test_calls_come_from_the_fault_free_history(harness: faults.testing.FaultHar
     calls = observe_calls(harness, Transfer.run, 10)
     assert [(c.activity, c.max_attempts, c.start_to_close) for c in calls] == [
         ("debit", 3, 1.0),
-        ("credit", 3, 1.0),
+        ("credit", 0, 1.0),  # retried until done
     ]
     # Each key is the one the fault layer sent, so an entry aimed at it faults that call.
     plan = ScriptedPlan((calls[1].entry(1, Fail()),))
@@ -86,26 +87,24 @@ def test_single_faults_find_the_bug_only_an_outage_exposes(
 ) -> None:
     report = explore(harness, TransferWithoutRefund.run, 10, check=conserved)
     assert not report.ok and report.violation is not None
-    # Calls in history order, shapes in their order: the outage of the credit comes after
-    # every shape at the debit and the simpler ones at the credit, which all held.
+    # Calls in history order, shapes in their order: the debit's simpler shapes all held;
+    # a debit whose completion is lost on every attempt is applied and never refunded.
     names = [s.name for s in DEFAULT_SHAPES]
-    expected = names + names[: names.index("outage") + 1]
+    expected = names[: names.index("outage_after_body") + 1]
     assert [s.points[0].shape.name for s in report.ran] == expected
-    assert [s.points[0].call.activity for s in report.ran] == ["debit"] * len(names) + [
-        "credit"
-    ] * (len(expected) - len(names))
+    assert [s.points[0].call.activity for s in report.ran] == ["debit"] * len(expected)
     assert report.singles_in_scope == 2 * len(names)
     assert report.pairs_in_scope is None  # stopped before every single ran
     assert f"{len(expected)}/{2 * len(names)} schedules" in report.coverage()
     violation = report.violation
-    # Shrunk: one entry, every attempt of the credit fails, and nothing else.
-    assert _entries(violation.shrunk) == CREDIT_OUTAGE
+    # Shrunk: one entry, every attempt of the debit loses its completion, nothing else.
+    assert _entries(violation.shrunk) == [("debit", 1, "duplicate", "all")]
     assert set(violation.violations) == {"conservation"}
     assert violation.outcome is not None
     assert [(i.activity, i.attempt) for i in violation.outcome.injections] == [
-        ("credit", 1),
-        ("credit", 2),
-        ("credit", 3),
+        ("debit", 1),
+        ("debit", 2),
+        ("debit", 3),
     ]
     assert EFFECTS[violation.outcome.workflow_id] == [("debit", 10)]
     # The reproduction line carries the plan and the arguments; running it breaks the
@@ -123,17 +122,18 @@ def test_a_bug_two_faults_expose_is_found_among_pairs_and_stays_a_pair(
 ) -> None:
     report = explore(harness, TransferDoubleRefund.run, 10, check=conserved, shapes=CHEAP_SHAPES)
     assert report.violation is not None
-    # Every single-fault schedule held; the refund is reached only under the credit's
-    # outage, and a duplicate of it pays back twice.
+    # Every single-fault schedule held; the refund is reached only when the debit fails
+    # for good, and a duplicate of it pays back twice once the debit was applied.
     singles = [s for s in report.ran if len(s.points) == 1]
-    assert len(singles) == report.singles_in_scope == 2 * len(CHEAP_SHAPES)
+    # The credit is retried without limit: no outage applies to it.
+    assert len(singles) == report.singles_in_scope == len(CHEAP_SHAPES) + 2
     found = report.ran[-1]
     assert [(p.shape.name, p.call.activity) for p in found.points] == [
-        ("outage", "credit"),
+        ("outage_after_body", "debit"),
         ("duplicate", "refund_twice"),
     ]
     shrunk = _entries(report.violation.shrunk)
-    assert shrunk == [*CREDIT_OUTAGE, ("refund_twice", 1, "duplicate", None)]
+    assert shrunk == [("debit", 1, "duplicate", "all"), ("refund_twice", 1, "duplicate", None)]
     assert report.violation.outcome is not None
     effects = EFFECTS[report.violation.outcome.workflow_id]
     assert effects.count(("refund", 10)) == 2
@@ -148,12 +148,13 @@ def test_a_correct_workflow_explores_its_whole_scope(
     )
     assert report.ok and report.complete, report.describe()
     assert report.schedules_run == report.in_scope == len(seen)
-    assert report.singles_in_scope == 2 * len(DEFAULT_SHAPES)
+    # Both outage shapes skip the credit, which is retried without limit.
+    assert report.singles_in_scope == 2 * len(DEFAULT_SHAPES) - 2
     assert report.pairs_in_scope is not None
     assert report.pairs_in_scope > 0
     # Pairs aim a second fault only at calls the first fault's run made: every run injected.
     assert report.silent == 0
-    # The refund (reached only under the credit's outage) was explored too.
+    # The refund (reached only when the debit fails for good) was explored too.
     assert any(p.call.activity == "refund" for s in report.ran for p in s.points)
     assert [p.run for p in seen] == list(range(1, report.schedules_run + 1))
     assert {p.phase for p in seen} == {"single", "pair"}
@@ -265,10 +266,9 @@ def test_the_shared_check_finds_the_bug_through_hypothesis_too(
         breaks,
         settings=settings(max_examples=200, database=None, derandomize=True),
     )
-    # One entry: the credit fails on every attempt its retry policy allows (a burst of
-    # three, or the outage shape, which says the same).
-    assert len(found.faults) == 1
-    assert _entries(found)[0] in (("credit", 1, "fail", 3), *CREDIT_OUTAGE)
+    # One entry: the debit loses its completion on every attempt its retry policy allows
+    # (the calls come from the correct transfer, whose credit no outage ends).
+    assert _entries(found) == [("debit", 1, "duplicate", "all")]
 
 
 def test_assert_holds_names_the_broken_invariant(harness: faults.testing.FaultHarness) -> None:

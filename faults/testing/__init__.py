@@ -15,7 +15,7 @@ this package is what tests and simulations use to drive it, kept apart as
   single-fault schedule at every activity call, then pairs, up to a budget),
   :func:`observe_calls`, :func:`plans_for_calls` (Hypothesis plans aimed at the
   calls a run makes), :func:`assert_holds`, :func:`shrink`, the
-  :class:`Shape` s (:data:`FAIL`, :data:`DUPLICATE`, :data:`OUTAGE`,
+  :class:`Shape` s (:data:`FAIL`, :data:`DUPLICATE`, :data:`OUTAGE`, :data:`OUTAGE_AFTER_BODY`,
   :data:`TIMEOUT`, :data:`TIMEOUT_AFTER_BODY`, :data:`RESTART`,
   :data:`CANCEL`, :data:`CANCEL_AFTER_BODY`, :data:`DELAY_AFTER`) and the
   report types;
@@ -45,6 +45,7 @@ from ._explore import (
     DUPLICATE,
     FAIL,
     OUTAGE,
+    OUTAGE_AFTER_BODY,
     RESTART,
     TIMEOUT,
     TIMEOUT_AFTER_BODY,
@@ -89,6 +90,7 @@ __all__ = [
     "DUPLICATE",
     "FAIL",
     "OUTAGE",
+    "OUTAGE_AFTER_BODY",
     "RESTART",
     "TIMEOUT",
     "TIMEOUT_AFTER_BODY",

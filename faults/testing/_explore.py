@@ -249,6 +249,12 @@ def _outage(call: Call) -> tuple[ScriptedFault, ...]:
     return (call.entry(1, Fail(), through=ALL_ATTEMPTS),)
 
 
+def _outage_after_body(call: Call) -> tuple[ScriptedFault, ...]:
+    if call.max_attempts < 1:
+        return ()  # retried without limit: an outage of every attempt never ends
+    return (call.entry(1, Duplicate(), through=ALL_ATTEMPTS),)
+
+
 def _at_first_attempt(fault: Any) -> Callable[[Call], tuple[ScriptedFault, ...]]:
     def entries(call: Call) -> tuple[ScriptedFault, ...]:
         return (call.entry(1, fault),)
@@ -293,6 +299,13 @@ OUTAGE = Shape("outage", _outage)
 
 Not applied to calls retried without limit (such an outage never ends)."""
 
+OUTAGE_AFTER_BODY = Shape("outage_after_body", _outage_after_body)
+"""Every attempt the retry policy allows runs its body, then loses its completion.
+
+The call fails for good with its effects committed (as many times as it ran): what
+a step whose outcome is unknown looks like to the workflow. Not applied to calls
+retried without limit."""
+
 TIMEOUT = Shape("timeout", _at_first_attempt(Timeout()))
 """The first attempt never completes: the server times it out and retries the call."""
 
@@ -310,7 +323,15 @@ CANCEL = Shape("cancel", _at_first_attempt(Cancel()))
 CANCEL_AFTER_BODY = Shape("cancel_after_body", _at_first_attempt(Cancel(body="before")))
 """The call's body runs, then the workflow is cancelled before it sees the result."""
 
-DEFAULT_SHAPES: tuple[Shape, ...] = (FAIL, DUPLICATE, OUTAGE, TIMEOUT, TIMEOUT_AFTER_BODY, RESTART)
+DEFAULT_SHAPES: tuple[Shape, ...] = (
+    FAIL,
+    DUPLICATE,
+    OUTAGE,
+    OUTAGE_AFTER_BODY,
+    TIMEOUT,
+    TIMEOUT_AFTER_BODY,
+    RESTART,
+)
 """The shapes :func:`explore` and :func:`plans_for_calls` use by default, simplest first.
 
 Cancellation is left out: it changes what a correct run does (it ends
