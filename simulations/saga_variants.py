@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from patterns._sqlite import transaction
     from patterns.saga import (
         COMPENSATION_ACTIVITIES,
+        FRAUD_LIMIT_CENTS,
         FRAUD_SCREEN_PATCH,
         Compensation,
         CompensationOutcome,
@@ -69,6 +70,8 @@ class Breakage(enum.Enum):
     """No compensation runs; every one is reported as failed."""
     UNCONFIRMED_COMPLETION = "unconfirmed completion"
     """The confirmation gets ordinary retries; when they run out the order completes unsent."""
+    LIMIT_IN_DOLLARS = "limit in dollars"
+    """A spending limit in cents compared with a total in dollars: large orders fail, undone."""
 
 
 def _execute(
@@ -191,6 +194,8 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
             ),
             compensations[0],
         )
+        if breakage is Breakage.LIMIT_IN_DOLLARS and order.total_cents > FRAUD_LIMIT_CENTS // 100:
+            raise ApplicationError(f"order {oid} is over the limit", non_retryable=True)
         registered.append(compensations[1])
         await _step(
             saga,
@@ -322,3 +327,13 @@ class NonIdempotentRefundActivities(OrderActivities):
                 (key, order_id),
             )
         return int(row[0])
+
+
+@workflow.defn(sandboxed=False)
+class LimitInDollarsSaga:
+    """Breaks failure for a cause: an order over a mistaken limit fails though no step refused."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.LIMIT_IN_DOLLARS`."""
+        return await process_order(order, settings, Breakage.LIMIT_IN_DOLLARS)

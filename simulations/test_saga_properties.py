@@ -33,6 +33,7 @@ from .saga_variants import (
     CompensateAfterStepSaga,
     FaithfulOrderSaga,
     FirstInFirstOutSaga,
+    LimitInDollarsSaga,
     LyingCompensationSaga,
     NonIdempotentRefundActivities,
     NoPivotSaga,
@@ -76,6 +77,7 @@ VARIANTS = [
     ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
     ("5 failed compensations reported", SilentCompensationSaga, OrderActivities),
     ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
+    ("7 failed only for a cause", LimitInDollarsSaga, OrderActivities),
 ]
 
 

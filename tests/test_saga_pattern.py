@@ -323,7 +323,7 @@ def test_demonstrate_holds_every_invariant(
         demonstrate(temporal_client, seed=7, plan=None, workdir=tmp_path, say=lines.append)
     )
     assert report.ok, report.checks
-    assert len(report.checks) == 6 and len(report.summary) == 4
+    assert len(report.checks) == 7 and len(report.summary) == 4
     assert "completed" in report.summary[0] and "OrderFailed" in report.summary[1]
     assert (tmp_path / "saga-services.sqlite").exists() and lines
 

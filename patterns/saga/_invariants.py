@@ -39,6 +39,10 @@ runs before C failed for good.
 6. **post-pivot steps done** (journal, ledger, history): a completed order's
    confirmation was applied exactly once and a ``confirm`` activity completed;
    an order that did not complete sent none.
+7. **failed only for a cause** (history): an order that failed (compensated or
+   not) has a forward step (``check_catalog``, ``screen``, ``charge``,
+   ``reserve``, ``ship``) that failed for good: a business refusal, or a fault
+   that outlasted its retries. An order that no step refused completes.
 """
 
 from __future__ import annotations
@@ -402,6 +406,20 @@ def _post_pivot(ev: _Evidence) -> list[str]:
     return problems
 
 
+def _cause(ev: _Evidence) -> list[str]:
+    if ev.run.status not in ("failed", "compensation_failed"):
+        return []
+    if ev.run.failed & set(_FORWARD):
+        return []
+    return [
+        f"order {ev.run.status} ({ev.run.error_type}) but no step failed for good "
+        f"(history: completed {sorted(ev.run.completed & set(_FORWARD))})"
+    ]
+
+
+_FORWARD = ("check_catalog", "screen", *STEP_ACTIVITIES)
+"""The activities whose failure for good is a cause for an order to fail."""
+
 INVARIANTS: Sequence[str] = (
     "1 semantic atomicity",
     "2 compensations in reverse order",
@@ -409,6 +427,7 @@ INVARIANTS: Sequence[str] = (
     "4 nothing compensated after the pivot",
     "5 failed compensations reported",
     "6 post-pivot steps done",
+    "7 failed only for a cause",
 )
 """The names of the checks :func:`check_invariants` returns, in order."""
 
@@ -420,7 +439,7 @@ def check_invariants(
     stock_before: Mapping[str, int],
     stock_after: Mapping[str, int],
 ) -> list[InvariantCheck]:
-    """Check the six saga invariants (module docstring) for one order on SKUs of its own.
+    """Check the seven saga invariants (module docstring) for one order on SKUs of its own.
 
     ``ledger`` and the stock are read from the services database; ``run`` from
     the workflow's history (:func:`observe_run`).
@@ -433,6 +452,7 @@ def check_invariants(
         _pivot(ev),
         _reported(ev),
         _post_pivot(ev),
+        _cause(ev),
     ]
     return [_check(name, found) for name, found in zip(INVARIANTS, problems, strict=True)]
 
