@@ -82,9 +82,13 @@ STRATEGIES: dict[str, Callable[[int], BatchConfig]] = {
 
 @pytest.fixture(scope="module")
 def harness(dev_fault_harness: Any) -> faults.testing.FaultHarness:
+    # debug_mode: no deadlock detector. The naive gather's first workflow task schedules
+    # 1,000 activities; on two cores loaded by other processes that took over the SDK's
+    # two seconds, and the detector failed the task and its retries until the run timed out.
     return dev_fault_harness(
         workflows=[FanOutBatchWorkflow, FanOutSegmentWorkflow],
         activities=[ACTIVITIES.process_chunk, ACTIVITIES.seal_batch],
+        debug_mode=True,
     )
 
 
