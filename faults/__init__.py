@@ -139,7 +139,13 @@ _MOVED_TO_TESTING = frozenset(
 
 
 def __getattr__(name: str) -> Any:
-    """Names that moved to :mod:`faults.testing` still resolve here, with a warning."""
+    """Names that moved to :mod:`faults.testing` still resolve here, with a warning.
+
+    ``faults.testing`` itself is imported on first use, so ``import faults`` alone
+    loads none of the test tooling.
+    """
+    if name == "testing":
+        return importlib.import_module(".testing", __name__)
     if name in _MOVED_TO_TESTING:
         warnings.warn(
             f"faults.{name} moved to faults.testing.{name}; import it from there "

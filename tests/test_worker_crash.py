@@ -68,12 +68,19 @@ def spawn_worker(address: str, task_queue: str, saga_db: Path, **env: str) -> su
     return process
 
 
-def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 120.0) -> str:
-    """The text of ``path`` once ``process`` has written it (it holds a call by then)."""
+def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 300.0) -> str:
+    """The text of ``path`` once ``process`` has written it (it holds a call by then).
+
+    The timeout only bounds a broken run; the gate is reached by construction.
+    """
     deadline = time.monotonic() + timeout
     while not path.exists() or not path.read_text().endswith("\n"):
         assert process.poll() is None, f"worker exited with {process.returncode} before its gate"
-        assert time.monotonic() < deadline, f"no activity reached the gate in {timeout:g} s"
+        calls = path.with_suffix(".calls")
+        seen = calls.read_text().strip() if calls.exists() else "0"
+        assert time.monotonic() < deadline, (
+            f"no activity reached the gate {path.name} in {timeout:g} s ({seen} saga calls ran)"
+        )
         time.sleep(0.02)
     return path.read_text()
 
