@@ -19,6 +19,7 @@ variant runs and nothing is written.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import random
 import statistics
@@ -95,6 +96,20 @@ def search(strategy: Any, violates: Callable[[Any], bool], seed: int) -> tuple[S
     return measured, shrunk
 
 
+def machine_info() -> dict[str, Any]:
+    """This machine, in the shape of pytest-benchmark's ``machine_info``."""
+    import cpuinfo  # pytest-benchmark's dependency
+
+    return {
+        "cpu": {"brand_raw": cpuinfo.get_cpu_info().get("brand_raw"), "count": os.cpu_count()},
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "python_implementation": platform.python_implementation(),
+        "python_version": platform.python_version(),
+    }
+
+
 @dataclass
 class Rows:
     """The rows of ``search_power.json``, rewritten after each row when benchmarks are on.
@@ -129,9 +144,7 @@ class Rows:
             json.dumps(
                 {
                     "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "machine": f"{platform.machine()}, {platform.system()} "
-                    f"{platform.release()}, {platform.python_implementation()} "
-                    f"{platform.python_version()}",
+                    "machine_info": machine_info(),
                     "command": self.command,
                     "budget": BUDGET,
                     "results": self.rows,
