@@ -86,11 +86,11 @@ def soak(log: FaultLog) -> dict[int, dict[str, int | None]]:
 
 
 @pytest.fixture(scope="module")
-def results() -> Iterator[dict[str, Any]]:
-    """The measurements of this module, written to :data:`RESULTS` at its end."""
+def results(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """The measurements of this module, written to :data:`RESULTS` at its end (not in smoke)."""
     collected: dict[str, Any] = {}
     yield collected
-    if collected:
+    if collected and not request.config.getoption("benchmark_disable"):
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(
             json.dumps(
