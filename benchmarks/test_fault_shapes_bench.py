@@ -91,6 +91,8 @@ def test_real_time_per_injected_timeout(
     benchmark.pedantic(timed_out_run, setup=clean_run, rounds=ROUNDS, iterations=1)
     # Every measured run timed its first attempt out: the retry ran the body.
     assert all(body_ran(workflow_id)[-1] == 2 for workflow_id in ran)
+    if benchmark.stats is None:  # a smoke run (CI): the check above, no timing to report
+        return
     stats = benchmark.stats.stats
     cost = stats.median - statistics.median(clean)
     cost_fastest = stats.min - min(clean)
