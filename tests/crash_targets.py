@@ -2,9 +2,10 @@
 
 With ``CRASH_GATE=K:WHEN`` and ``CRASH_GATE_FILE=PATH`` the process holds its K-th
 saga activity forever, before its body runs (``WHEN=before``) or after (``after``:
-the effect is committed, its completion never reported), and writes the held
-call's workflow id to ``PATH``. A test that waits for that file and then kills the
-process kills it mid-run by construction, whatever the machine's speed.
+the body ran, whether it returned or raised a refusal, and its outcome is never
+reported), and writes the held call's workflow id to ``PATH``. A test that waits
+for that file and then kills the process kills it mid-run by construction,
+whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class _HoldKthSagaCall(ActivityInboundInterceptor):
         if call != self._gate.k:
             return await self.next.execute_activity(input)
         if self._gate.when == "after":
-            await self.next.execute_activity(input)
+            try:
+                await self.next.execute_activity(input)
+            except Exception:  # a refusal (a declined card, no stock) still committed its effect
+                pass
         self._gate.file.write_text(f"{info.workflow_id}\n{info.activity_type}\n")
         await asyncio.Event().wait()  # until the process is killed
         raise AssertionError("unreachable")  # pragma: no cover
