@@ -213,6 +213,26 @@ def test_fresh_arguments_get_keys_that_match_every_run(
     assert _entries(report.violation.shrunk) == CREDIT_OUTAGE
 
 
+def test_a_bug_without_faults_is_the_violation_with_an_empty_plan(
+    harness: faults.testing.FaultHarness,
+) -> None:
+    def credited_twice(outcome: Any) -> dict[str, str]:
+        """A wrong invariant for the transfer: it breaks on every fault-free run."""
+        credits = [a for op, a in EFFECTS.get(outcome.workflow_id, []) if op == "credit"]
+        return {} if len(credits) == 2 else {"credited twice": f"credits {credits}"}
+
+    report = explore(harness, Transfer.run, 10, check=credited_twice)
+    assert report.violation is not None and not report.ok
+    assert report.schedules_run == 1 and report.ran[0].describe() == "no faults"
+    assert report.calls == () and report.in_scope == 0
+    violation = report.violation
+    assert violation.found == violation.shrunk == ScriptedPlan()
+    assert violation.violations == {"credited twice": "credits [10]"}
+    assert violation.outcome is not None and not violation.outcome.injections
+    assert violation.reproduction.startswith("harness.run(Transfer.run, 10, plan=")
+    assert "violated under: no faults" in report.describe()
+
+
 def test_bad_arguments_are_refused_with_the_fix(harness: faults.testing.FaultHarness) -> None:
     with pytest.raises(faults.FaultPlanError, match="budget"):
         explore(harness, Transfer.run, 10, check=conserved, budget=-1)

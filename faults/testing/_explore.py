@@ -516,6 +516,14 @@ def reproduction(workflow: Any, args: Sequence[Any], plan: ScriptedPlan) -> str:
     return f"harness.run({rendered}, plan=faults.plan_from_json({plan_to_json(plan)!r}))"
 
 
+class _BrokenWithoutFaults(Exception):
+    """A fault-free run broke the invariant: the bug needs no fault, and no call is known."""
+
+    def __init__(self, violation: Violation) -> None:
+        super().__init__(violation.describe())
+        self.violation = violation
+
+
 class _Explorer:
     """The state of one exploration (see :func:`explore`)."""
 
@@ -565,9 +573,16 @@ class _Explorer:
     def _fault_free(self) -> list[_Seen]:
         outcome, broken = self.run(ScriptedPlan())
         if outcome is None or broken:
-            raise AssertionError(
-                "the fault-free run already breaks the invariant, so no fault schedule "
-                f"can be judged: {broken}\n{outcome.describe() if outcome else ''}"
+            raise _BrokenWithoutFaults(
+                Violation(
+                    found=ScriptedPlan(),
+                    found_as="no faults (the fault-free run)",
+                    shrunk=ScriptedPlan(),
+                    violations=broken,
+                    outcome=outcome,
+                    reproduction=reproduction(self.workflow, self.last_args, ScriptedPlan()),
+                    shrink_runs=0,
+                )
             )
         return self.seen(outcome)
 
@@ -630,6 +645,9 @@ def explore(
     first), skipping pairs already run. The order is deterministic: the same
     workflow and shapes run the same list.
 
+    If the fault-free run itself breaks ``check``, that is the violation (its
+    plan is empty, one schedule ran) and nothing else runs.
+
     ``check(outcome)`` judges each run; the first run it reports violations
     for (or that raises, such as a replay that found non-determinism) ends the
     exploration: its schedule is shrunk (each point alone, then each plan entry
@@ -652,7 +670,18 @@ def explore(
             f"explore(shapes={shapes!r}) needs at least one Shape, such as faults.testing.FAIL"
         )
     explorer = _Explorer(harness, workflow, args, fresh_args, check, progress, options)
-    calls = explorer.baseline()
+    try:
+        calls = explorer.baseline()
+    except _BrokenWithoutFaults as broken:
+        return Exploration(
+            calls=(),
+            ran=(Schedule(()),),
+            singles_in_scope=0,
+            pairs_in_scope=0,
+            silent=0,
+            violation=broken.violation,
+            budget=budget,
+        )
     singles = _singles(calls, shapes)
     ran: list[Schedule] = []
     silent = 0
@@ -812,7 +841,11 @@ def observe_calls(
     ``fresh_args``), with no invariant.
     """
     explorer = _Explorer(harness, workflow, args, fresh_args, lambda _: {}, None, options)
-    return explorer.baseline()
+    try:
+        return explorer.baseline()
+    except _BrokenWithoutFaults as broken:
+        message = f"the fault-free run of {_name(workflow)} failed to run:\n{broken}"
+        raise RuntimeError(message) from None
 
 
 # --------------------------------------------------------------------------- hypothesis
