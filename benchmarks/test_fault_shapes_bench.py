@@ -51,7 +51,7 @@ def rows(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
                 {
                     "what": "real seconds per injected Timeout: run with the timeout minus "
                     "clean run (medians, and fastest rounds), same worker, interleaved rounds",
-                    "clock_margin_seconds": faults._interceptor.CLOCK_MARGIN,
+                    "clock_margin_seconds": faults.CLOCK_MARGIN,
                     "rows": collected,
                 },
                 indent=2,

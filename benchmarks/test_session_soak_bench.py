@@ -3,7 +3,7 @@
 The Java time-skipping server slows with every run it serves (a list of clock
 lock events it never trims and searches on every state change), and the
 plugin replaces it after ``--temporal-rotate-after`` runs (see
-:mod:`faults.testing._rotation`). This benchmark runs the configuration the
+:mod:`faults.testing.pytest_plugin`). This benchmark runs the configuration the
 simulations use (sandboxed worker, every run replayed, one run at a time) for
 ``--soak-runs`` runs (default 10,000) and reports the rate of each thousand
 runs, the first against the last (target: last >= 80 % of first). Every 500
@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
 
     import faults.testing
     from benchmarks.three_step import ThreeStepWorkflow
-    from faults.testing.pytest_plugin import _ROTATION_KEY
     from tests.fault_targets import probe
 
 RESULTS = Path(__file__).parent / "results" / "session_soak.json"
@@ -85,7 +84,10 @@ def _machine() -> dict[str, Any]:
 
 
 def test_session_rate_holds_over_a_soak(
-    benchmark: Any, request: pytest.FixtureRequest, fault_harness: Any
+    benchmark: Any,
+    request: pytest.FixtureRequest,
+    fault_harness: Any,
+    temporal_rotation_report: faults.testing.RotationReport | None,
 ) -> None:
     runs = int(request.config.getoption("--soak-runs"))
     if benchmark.disabled:  # a smoke run (CI): the mechanics, not the measurement
@@ -122,8 +124,7 @@ def test_session_rate_holds_over_a_soak(
 
     benchmark.pedantic(soak, rounds=1, iterations=1)
     load.append(os.getloadavg())
-    rotating = request.config.stash.get(_ROTATION_KEY, None)
-    report = rotating[1].report if rotating is not None else None
+    report = temporal_rotation_report
     first, last = rates[0], rates[-1]
     result = {
         "what": "runs/s of the 3-step workflow through fault_harness (sandboxed, every run "
@@ -141,7 +142,7 @@ def test_session_rate_holds_over_a_soak(
         ),
         "runs": runs,
         "window_runs": window,
-        "rotate_after": rotating[1].rotate_after if rotating is not None else None,
+        "rotate_after": report.rotate_after if report is not None else None,
         "rates_per_window": [round(rate, 2) for rate in rates],
         "test_process_cpu_ms_per_run_per_window": [round(c * 1000, 2) for c in cpu_per_run],
         "load_average_1min_at_window_end": [round(x, 2) for x in window_load],

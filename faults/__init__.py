@@ -22,6 +22,7 @@ from typing import Any
 
 from ._disruptions import Cancel, Restart
 from ._interceptor import (
+    CLOCK_MARGIN,
     INJECTED_FAILURE_TYPE,
     INJECTED_TIMEOUT_TYPE,
     KEY_HEADER,
@@ -91,6 +92,7 @@ __all__ = [
     "max_delay",
     "set_max_delay",
     # plugin, interceptors and headers
+    "CLOCK_MARGIN",
     "FaultPlugin",
     "FaultClientInterceptor",
     "FaultLayerWarning",

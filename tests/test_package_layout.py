@@ -4,13 +4,18 @@
   fault layer nor its test tooling (only the demonstration puts them underneath).
 * The fault layer is reusable by any project: importing it loads no pattern.
 * The fault core loads none of its test tooling (harness, servers, pytest).
+* Nothing outside the fault layer needs a private name of it: tests,
+  simulations, benchmarks, the mutation runner and the patterns use only what
+  ``faults``, ``faults.strategies`` and ``faults.testing`` export.
 """
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +65,56 @@ def test_every_public_name_is_importable_without_a_warning() -> None:
         for module in (faults, faults.testing):
             for name in module.__all__:
                 assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+OUTSIDE = ("tests", "simulations", "benchmarks", "mutation", "patterns")
+
+
+def private_uses(source: str) -> list[str]:
+    """``faults`` names with a leading underscore that ``source`` imports or reads."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("faults"):
+            parts = [*node.module.split("."), *(a.name for a in node.names)]  # type: ignore[union-attr]
+            dotted = f"{node.module}: {', '.join(a.name for a in node.names)}"
+        elif isinstance(node, ast.Import):
+            parts = [
+                p for a in node.names if a.name.startswith("faults") for p in a.name.split(".")
+            ]
+            dotted = ", ".join(a.name for a in node.names)
+        elif isinstance(node, ast.Attribute):
+            chain = []
+            inner: ast.expr = node
+            while isinstance(inner, ast.Attribute):
+                chain.append(inner.attr)
+                inner = inner.value
+            if not (isinstance(inner, ast.Name) and inner.id == "faults"):
+                continue
+            parts = ["faults", *reversed(chain)]
+            dotted = ".".join(parts)
+        else:
+            continue
+        if any(p.startswith("_") and not p.startswith("__") for p in parts):
+            found.append(f"line {node.lineno}: {dotted}")
+    return found
+
+
+def test_the_scan_sees_a_private_import() -> None:
+    assert private_uses("from faults.testing._embedded import x") == [
+        "line 1: faults.testing._embedded: x"
+    ]
+    assert private_uses("from faults.testing import _rotation") != []
+    assert private_uses("import faults\nfaults._interceptor.CLOCK_MARGIN") != []
+    assert private_uses("import faults.testing\nfaults.testing.explore(h)") == []
+
+
+def test_nothing_outside_the_fault_layer_imports_a_private_name() -> None:
+    files = [f for d in OUTSIDE for f in sorted((ROOT / d).rglob("*.py"))]
+    assert len(files) > 50
+    private = {
+        str(f.relative_to(ROOT)): uses
+        for f in files
+        if (uses := private_uses(f.read_text(encoding="utf-8")))
+    }
+    assert not private, f"export these from faults / faults.testing instead: {private}"

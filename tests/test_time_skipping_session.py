@@ -3,7 +3,7 @@
 The Java test server loses time skipping for good when a workflow ends while
 one of its activities is still scheduled or running, or cancels an activity no
 worker has started: the activity's lock on the server's clock is never given
-back (see :mod:`faults.testing._rotation`). The plugin probes the clock after
+back (see :mod:`faults.testing.pytest_plugin`). The plugin probes the clock after
 runs that show those patterns and moves the session onto a fresh server. Each
 test here makes the pattern happen by construction, checks in the run's
 history that it did, and then times a workflow that sleeps twice (as in the
@@ -37,9 +37,7 @@ with workflow.unsafe.imports_passed_through():
     import faults.testing
     from faults import Fail, ScriptedFault, ScriptedPlan
     from faults.strategies import scripted_plans
-    from faults.testing import _rotation
-    from faults.testing._embedded import _SharedUnlock
-    from faults.testing._rotation import may_hold_the_clock
+    from faults.testing import SKIP_RATIO, SharedClockUnlock, may_hold_the_clock
 
 pytestmark = pytest.mark.temporal_env("time-skipping")
 pytest_plugins = ["pytester"]
@@ -319,16 +317,16 @@ def test_the_java_server_itself_stops_skipping_after_such_a_run(
     release gives the lock back, this test fails and says so.
     """
     harness: faults.testing.FaultHarness = fresh_server_fault_harness(**TARGETS)
-    shared = faults.testing._embedded.shared_unlock(harness.client)
+    shared = faults.testing.shared_clock_unlock(harness.client)
     assert shared is not None and harness.loop is not None
     # A skipping clock moves 2 s in a round trip; a held one takes the 2 s in real time.
     before = harness.loop.run(shared.probe(timedelta(seconds=2)))
-    assert before is not None and before.skips(_rotation.SKIP_RATIO), before
+    assert before is not None and before.skips(SKIP_RATIO), before
     outcome = harness.run(CancelsUnstartedActivity.run)
     assert left_the_clock_held(harness, outcome.workflow_id)
     after = harness.loop.run(shared.probe(timedelta(seconds=2)))
     assert after is not None
-    assert not after.skips(_rotation.SKIP_RATIO), (
+    assert not after.skips(SKIP_RATIO), (
         f"the test server now skips time after an unstarted activity is cancelled "
         f"({after.describe()}); the plugin's probe-and-replace may no longer be needed"
     )
@@ -370,7 +368,7 @@ def test_a_wait_cancelled_during_a_clock_call_leaves_the_count_balanced(cancelle
 
     async def scenario() -> tuple[int, int]:
         service = _CountingTestService()
-        shared = _SharedUnlock(_Env(service))  # type: ignore[arg-type]
+        shared = SharedClockUnlock(_Env(service))  # type: ignore[arg-type]
         inside = asyncio.Event()
         leave = asyncio.Event()
 

@@ -9,6 +9,11 @@ this package is what tests and simulations use to drive it, kept apart as
 * servers: :func:`start_environment` (embedded test or dev server, or an
   external cluster), :func:`connect`, :func:`connect_config`,
   :func:`server_binary`, :data:`ENVIRONMENT_KINDS`, :data:`TIME_SKIPPING_MODES`;
+* the time-skipping test server's clock: :func:`share_clock_unlocks` (overlapping
+  result waits share one unlock), :func:`shared_clock_unlock` and its
+  :meth:`SharedClockUnlock.probe` (:class:`ClockProbe`, :data:`SKIP_RATIO`),
+  :func:`may_hold_the_clock` (a history that leaves the clock held) and the
+  plugin's :class:`RotationReport`;
 * driving asyncio from synchronous tests: :class:`EventLoopThread`,
   :func:`until_interrupted`;
 * systematic exploration of fault schedules: :func:`explore` (every
@@ -28,11 +33,15 @@ from ._bridge import EventLoopThread
 from ._embedded import (
     ENVIRONMENT_KINDS,
     TIME_SKIPPING_MODES,
+    ClockProbe,
     EnvironmentKind,
+    SharedClockUnlock,
     TimeSkipping,
     connect,
     connect_config,
     server_binary,
+    share_clock_unlocks,
+    shared_clock_unlock,
     start_environment,
 )
 from ._explore import (
@@ -72,6 +81,7 @@ from ._loopback import (
     c_compiler,
     loopback_launcher,
 )
+from ._rotation import SKIP_RATIO, RotationReport, may_hold_the_clock
 from ._signals import until_interrupted
 
 __all__ = [
@@ -122,6 +132,14 @@ __all__ = [
     "loopback_launcher",
     "server_binary",
     "start_environment",
+    # the time-skipping test server's clock
+    "SKIP_RATIO",
+    "ClockProbe",
+    "RotationReport",
+    "SharedClockUnlock",
+    "may_hold_the_clock",
+    "share_clock_unlocks",
+    "shared_clock_unlock",
     # asyncio from synchronous tests
     "EventLoopThread",
     "until_interrupted",

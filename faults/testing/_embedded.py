@@ -112,13 +112,14 @@ class ClockProbe:
         )
 
 
-class _SharedUnlock:
+class SharedClockUnlock:
     """Overlapping unlocks of the test server's clock, counted: one unlock, one lock.
 
-    Installed as the environment's ``time_skipping_unlocked`` (what the SDK's
-    result waits enter), so every waiter on that server (the SDK's handles,
-    the harness) shares it. The server's clock is unlocked from the first
-    overlapping wait's start to the last one's end.
+    :func:`share_clock_unlocks` installs one as the environment's
+    ``time_skipping_unlocked`` (what the SDK's result waits enter), so every
+    waiter on that server (the SDK's handles, the harness) shares it. The
+    server's clock is unlocked from the first overlapping wait's start to the
+    last one's end.
 
     Each server call runs to its end even when its waiter is cancelled, and the
     count follows what the server was told: a wait cancelled while its unlock
@@ -214,18 +215,33 @@ class _SharedUnlock:
         return await asyncio.shield(self._finish_in_background(measure()))
 
 
-_shared_unlocks: weakref.WeakKeyDictionary[Any, _SharedUnlock] = weakref.WeakKeyDictionary()
+_shared_unlocks: weakref.WeakKeyDictionary[Any, SharedClockUnlock] = weakref.WeakKeyDictionary()
 
 
-def _install_shared_unlock(env: WorkflowEnvironment) -> _SharedUnlock:
-    shared = _SharedUnlock(env)
+def share_clock_unlocks(env: WorkflowEnvironment) -> SharedClockUnlock:
+    """Make overlapping result waits on the time-skipping ``env`` share one clock unlock.
+
+    The SDK's own unlock is one per wait: two waits that overlap lock the
+    server's clock when the first ends, and the second then waits out its
+    timers in real time. Environments from :func:`start_environment` have this
+    already; call it on one you started yourself. Calling it again returns
+    the one installed.
+    """
+    installed = _shared_unlocks.get(env.client.service_client)
+    if installed is not None:
+        return installed
+    shared = SharedClockUnlock(env)
     env.time_skipping_unlocked = shared.unlocked  # type: ignore[attr-defined]
     _shared_unlocks[env.client.service_client] = shared
     return shared
 
 
-def shared_unlock(client: temporalio.client.Client) -> _SharedUnlock | None:
-    """The shared clock unlock of ``client``'s time-skipping environment, if it has one."""
+def shared_clock_unlock(client: temporalio.client.Client) -> SharedClockUnlock | None:
+    """The shared clock unlock of ``client``'s time-skipping environment, if it has one.
+
+    Its :meth:`SharedClockUnlock.probe` measures whether the server's clock
+    still skips.
+    """
     return _shared_unlocks.get(client.service_client)
 
 
@@ -356,7 +372,7 @@ async def start_environment(
             switch.__enter__()
             _held[env] = switch
         else:
-            _install_shared_unlock(env)
+            share_clock_unlocks(env)
         return env
     if kind in ("dev", "dev-time-skipping"):
         dev_server: dict[str, Any] = {

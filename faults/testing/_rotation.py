@@ -64,7 +64,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.plugin import SimplePlugin
 from temporalio.service import RPCError, RPCStatusCode
 
-from ._embedded import ClockProbe, shared_unlock
+from ._embedded import ClockProbe, shared_clock_unlock
 
 if TYPE_CHECKING:
     import temporalio.bridge.client
@@ -283,6 +283,8 @@ class RotationReport:
     """Why a rotation that was due could not happen (each reason once)."""
     server_start_seconds: float = 0.0
     """Of the rotations' time, how much starting the new servers took."""
+    rotate_after: int = 0
+    """Runs a server serves before it is replaced (0: replaced only when its clock is stuck)."""
 
     def describe(self) -> str:
         """A few lines for the end of a test session."""
@@ -322,7 +324,7 @@ class ServerRotation:
                 f"rotate_after={rotate_after!r} must be an int >= 0 (0: rotate only when the "
                 "clock stops skipping), such as 2000"
             )
-        shared = shared_unlock(env.client)
+        shared = shared_clock_unlock(env.client)
         if shared is None:
             raise ValueError(
                 "ServerRotation needs a time-skipping environment from "
@@ -332,7 +334,7 @@ class ServerRotation:
         self.shared = shared
         self.rotate_after = rotate_after
         self.watch = watch
-        self.report = RotationReport()
+        self.report = RotationReport(rotate_after=rotate_after)
         self._start = start
         self._router = _Router(env.client.service_client)
         self._environments: list[WorkflowEnvironment] = [env]

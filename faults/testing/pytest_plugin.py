@@ -25,7 +25,9 @@ any project that installs ``workflow-resilience`` gets these fixtures:
   server started for the one test, for measurements that must not depend on
   what the session ran before them;
 * ``fault_explorer``: :func:`faults.testing.explore` with the budget of
-  ``--faults-explore-budget`` and a progress line on the terminal.
+  ``--faults-explore-budget`` and a progress line on the terminal;
+* ``temporal_rotation_report``: what replacing the session's time-skipping
+  server did (:class:`faults.testing.RotationReport`).
 
 On the session's time-skipping server overlapping result waits share one
 unlock of its clock (see :data:`faults.TimeSkipping`): any number may run at once.
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
     from .. import FaultLog
     from . import EventLoopThread, Exploration, FaultHarness
-    from ._rotation import ServerRotation
+    from ._rotation import RotationReport, ServerRotation
 
 _LOG_KEY = pytest.StashKey["FaultLog"]()
 _ROTATION_KEY = pytest.StashKey[tuple["EventLoopThread", "ServerRotation"]]()
@@ -229,6 +231,18 @@ def temporal_env(
     request.config.stash[_ROTATION_KEY] = (temporal_loop, rotation)
     yield env
     temporal_loop.run(rotation.close(), timeout=120)
+
+
+@pytest.fixture(scope="session")
+def temporal_rotation_report(
+    request: pytest.FixtureRequest, temporal_env: WorkflowEnvironment
+) -> RotationReport | None:
+    """What replacing the session's time-skipping test server did; ``None`` on other servers.
+
+    The object is live: read it after the runs it should account for.
+    """
+    rotating = request.config.stash.get(_ROTATION_KEY, None)
+    return rotating[1].report if rotating is not None else None
 
 
 @pytest.fixture(scope="session")
