@@ -17,6 +17,7 @@ from patterns.breaker import (
     BreakerView,
     CircuitBreakerEntity,
     Decision,
+    Transition,
 )
 
 
@@ -29,6 +30,7 @@ class Driver(Protocol):
     def force_open(self) -> None: ...
     def reset(self) -> None: ...
     def observe(self) -> BreakerView: ...
+    def transitions(self) -> list[Transition]: ...
     def close(self) -> None: ...
 
 
@@ -58,6 +60,9 @@ class MachineDriver:
     def observe(self) -> BreakerView:
         self.machine.tick(self.now)
         return self.machine.view()
+
+    def transitions(self) -> list[Transition]:
+        return list(self.machine.state.transitions)
 
     def close(self) -> None:
         pass
@@ -120,6 +125,10 @@ class EntityDriver:
     def observe(self) -> BreakerView:
         view: BreakerView = self._run(self.client.observe())
         return view
+
+    def transitions(self) -> list[Transition]:
+        found: list[Transition] = self._run(self.client.transitions())
+        return found
 
     def close(self) -> None:
         """End the entity, then replay its history: a non-deterministic entity fails the example."""
