@@ -70,6 +70,8 @@ class Breakage(enum.Enum):
     """No compensation runs; every one is reported as failed."""
     UNCONFIRMED_COMPLETION = "unconfirmed completion"
     """The confirmation gets ordinary retries; when they run out the order completes unsent."""
+    UNREPORTED_COMPENSATION = "unreported compensation"
+    """A failed order names none of the compensations that completed."""
     LIMIT_IN_DOLLARS = "limit in dollars"
     """A spending limit in cents compared with a total in dollars: large orders fail, undone."""
 
@@ -134,10 +136,12 @@ async def _compensate(
 def _failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
     """What fails a compensated order: a cancellation, or ``OrderFailed`` (as in OrderSaga)."""
     done = ", ".join(compensated)
+    detail = {"compensated": list(compensated)}
     if is_cancelled_exception(error):
-        return CancelledError(f"order {order_id} was cancelled and compensated ({done})")
+        return CancelledError(f"order {order_id} was cancelled and compensated ({done})", detail)
     return ApplicationError(
         f"order {order_id} failed and was compensated ({done}): {error}",
+        detail,
         type="OrderFailed",
         non_retryable=True,
     )
@@ -214,7 +218,8 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         report = await _compensate(saga, breakage, registered)
         if isinstance(err, asyncio.CancelledError):
             raise
-        raise _failure(oid, err, report.compensated) from err
+        compensated = [] if breakage is Breakage.UNREPORTED_COMPENSATION else report.compensated
+        raise _failure(oid, err, compensated) from err
 
     if breakage is Breakage.UNCONFIRMED_COMPLETION:
         try:
@@ -327,6 +332,16 @@ class NonIdempotentRefundActivities(OrderActivities):
                 (key, order_id),
             )
         return int(row[0])
+
+
+@workflow.defn(sandboxed=False)
+class UnreportedCompensationSaga:
+    """Breaks the report: a failed order says it compensated nothing, whatever it undid."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.UNREPORTED_COMPENSATION`."""
+        return await process_order(order, settings, Breakage.UNREPORTED_COMPENSATION)
 
 
 @workflow.defn(sandboxed=False)

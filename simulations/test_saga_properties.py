@@ -39,6 +39,7 @@ from .saga_variants import (
     NoPivotSaga,
     SilentCompensationSaga,
     UnconfirmedCompletionSaga,
+    UnreportedCompensationSaga,
 )
 
 
@@ -76,6 +77,7 @@ VARIANTS = [
     ("3 exactly-once effects", OrderSaga, NonIdempotentRefundActivities),
     ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
     ("5 failed compensations reported", SilentCompensationSaga, OrderActivities),
+    ("5 failed compensations reported", UnreportedCompensationSaga, OrderActivities),
     ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
     ("7 failed only for a cause", LimitInDollarsSaga, OrderActivities),
 ]

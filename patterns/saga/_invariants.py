@@ -34,8 +34,9 @@ runs before C failed for good.
    completed, the workflow completed and no compensation was scheduled or
    journaled.
 5. **failed compensations reported, and only those** (history against the
-   claim): every compensation that failed for good is reported as failed, and
-   every reported one is backed.
+   claims): every compensation that failed for good is reported as failed, and
+   every reported one is backed; an order failed as compensated (``OrderFailed``,
+   or a cancelled activity) names exactly the compensations that completed.
 6. **post-pivot steps done** (journal, ledger, history): a completed order's
    confirmation was applied exactly once and a ``confirm`` activity completed;
    an order that did not complete sent none.
@@ -108,6 +109,8 @@ class SagaRun:
     activities: tuple[ScheduledActivity, ...]
     """Every scheduled activity, in scheduling order."""
     claims: tuple[CompensationOutcome, ...] = ()
+    claimed_compensated: tuple[str, ...] | None = None
+    """The compensations the failure *claims* completed (its ``compensated`` detail), if any."""
 
     @property
     def unfinished(self) -> frozenset[str]:
@@ -143,6 +146,20 @@ def _status(failure: BaseException | None, closed: EventType.ValueType) -> tuple
     if failure is not None:
         return "failed", type(failure).__name__
     return "failed", EventType.Name(closed).removeprefix("EVENT_TYPE_WORKFLOW_EXECUTION_").lower()
+
+
+def _claimed_compensated(failure: BaseException | None) -> tuple[str, ...] | None:
+    """The ``compensated`` detail of an ``OrderFailed`` or a cancellation, if it has one."""
+    if isinstance(failure, ApplicationError) and failure.type == "OrderFailed":
+        details: Sequence[Any] = failure.details
+    elif isinstance(failure, CancelledError):
+        details = failure.details
+    else:
+        return None
+    for detail in details:
+        if isinstance(detail, dict) and isinstance(detail.get("compensated"), list):
+            return tuple(str(name) for name in detail["compensated"])
+    return None
 
 
 def _claims(failure: BaseException | None) -> tuple[CompensationOutcome, ...]:
@@ -215,7 +232,15 @@ async def observe_run(
         ScheduledActivity(name, activity_id, ends.get(event_id, "open"), attempts.get(event_id, 0))
         for event_id, (name, activity_id) in names.items()
     )
-    return SagaRun(workflow_id, status, error_type, settings, activities, _claims(failure))
+    return SagaRun(
+        workflow_id,
+        status,
+        error_type,
+        settings,
+        activities,
+        _claims(failure),
+        _claimed_compensated(failure),
+    )
 
 
 def _check(name: str, problems: list[str]) -> InvariantCheck:
@@ -391,6 +416,13 @@ def _reported(ev: _Evidence) -> list[str]:
             problems.append(f"claim not backed: {why}")
     if ev.run.status == "compensation_failed" and not ev.run.claims:
         problems.append("SagaCompensationError names no compensation")
+    claimed = ev.run.claimed_compensated
+    if ev.run.error_type == "OrderFailed" and claimed is None:
+        problems.append("OrderFailed does not name the compensations that completed")
+    if claimed is not None:
+        done = [c for c in COMPENSATION_ACTIVITIES if c in ev.run.completed]
+        if sorted(claimed) != sorted(done):
+            problems.append(f"reported {list(claimed)} compensated; completed (history): {done}")
     return problems
 
 

@@ -66,12 +66,17 @@ def _saga_options(settings: SagaSettings) -> SagaOptions:
 
 
 def _compensated_failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
-    """What fails an order once it is compensated: a cancellation, or ``OrderFailed``."""
+    """What fails an order once it is compensated: a cancellation, or ``OrderFailed``.
+
+    Its one detail, ``{"compensated": [...]}``, names the compensations that completed.
+    """
     done = ", ".join(compensated)
+    detail = {"compensated": list(compensated)}
     if is_cancelled_exception(error):
-        return CancelledError(f"order {order_id} was cancelled and compensated ({done})")
+        return CancelledError(f"order {order_id} was cancelled and compensated ({done})", detail)
     return ApplicationError(
         f"order {order_id} failed and was compensated ({done}): {describe_error(error)}",
+        detail,
         type="OrderFailed",
         non_retryable=True,
     )
@@ -86,8 +91,9 @@ class OrderSaga:
     compensation (refund, release, cancel shipment) before the step runs. The
     shipment is the pivot: once it exists the order is committed and the
     confirmation notice is retried until it is sent. Any failure before that
-    compensates last-in first-out and fails the workflow with ``OrderFailed``
-    (or ``SagaCompensationError`` if a compensation could not complete); a
+    compensates last-in first-out and fails the workflow with ``OrderFailed``,
+    whose detail names the compensations that completed (or
+    ``SagaCompensationError`` if a compensation could not complete); a
     cancelled order is compensated, then reported cancelled.
     """
 
