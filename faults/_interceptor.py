@@ -512,7 +512,11 @@ async def _release_clock(
 async def _attempt_is_open(
     client: temporalio.client.Client, info: temporalio.activity.Info
 ) -> bool:
-    """Whether the server still counts this attempt as started (not timed out or retried)."""
+    """Whether the server still counts this attempt as started (not timed out or retried).
+
+    Not once the run has closed: the time-skipping test server still lists a
+    closed run's running activities as pending, and nothing will time them out.
+    """
     handle = client.get_workflow_handle(info.workflow_id or "", run_id=info.workflow_run_id)
     try:
         description = await handle.describe()
@@ -520,6 +524,8 @@ async def _attempt_is_open(
         if err.status == temporalio.service.RPCStatusCode.NOT_FOUND:
             return False
         return True  # ask again
+    if description.status != temporalio.client.WorkflowExecutionStatus.RUNNING:
+        return False
     return any(
         pending.activity_id == info.activity_id
         and pending.attempt == info.attempt

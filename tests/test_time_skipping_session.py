@@ -24,6 +24,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 # The sandbox imports this module again to check its workflows (and the plugin's
 # workers are built again each time it replaces the server): pass the heavy
@@ -35,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 
     import faults.testing
-    from faults import Fail, ScriptedFault, ScriptedPlan
+    from faults import Fail, ScriptedFault, ScriptedPlan, Timeout
     from faults.strategies import scripted_plans
     from faults.testing import SKIP_RATIO, SharedClockUnlock, may_hold_the_clock
 
@@ -126,6 +127,22 @@ class FailsWhileOthersRun:
 
 
 @workflow.defn
+class FailsAroundAHeldAttempt:
+    """Starts ``write_row`` (a plan holds it past its 60 s timeout), fails 30 s later."""
+
+    @workflow.run
+    async def run(self, database: str, label: str) -> None:
+        workflow.start_activity(
+            write_row,
+            args=[database, label],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=TWO_ATTEMPTS,
+        )
+        await workflow.sleep(timedelta(seconds=30))
+        raise ApplicationError("failed with its activity held", non_retryable=True)
+
+
+@workflow.defn
 class CancelsUnstartedActivity:
     """Schedules an activity on a task queue no worker polls, then cancels it."""
 
@@ -187,6 +204,7 @@ TARGETS: dict[str, Any] = {
     "workflows": [
         GatherFour,
         FailsWhileOthersRun,
+        FailsAroundAHeldAttempt,
         CancelsUnstartedActivity,
         CancelsStartedActivity,
         TwoSleeps,
@@ -287,6 +305,26 @@ def test_timers_skip_after_a_property_whose_runs_fail_while_activities_run(
         if succeeded:
             assert {f"{example}-{i}" for i in range(4)} <= written, workflow_id
 
+    assert_timers_skipped(harness)
+
+
+def test_timers_skip_after_a_run_closes_around_an_attempt_held_past_its_timeout(
+    harness: faults.testing.FaultHarness, tmp_path: Path
+) -> None:
+    """The workflow fails at 30 s while its activity is held for its 60 s timeout.
+
+    The held attempt hands the clock back until just before its timeout, so a
+    probe right after the run still sees the clock skip; once the hold ends the
+    server's lock of the closed run's activity holds it for good. The probe
+    waits for the hold to end.
+    """
+    plan = ScriptedPlan((ScriptedFault("write_row", 1, Timeout()),))
+    outcome = harness.run(
+        FailsAroundAHeldAttempt.run, str(tmp_path / "rows.sqlite"), "held", plan=plan
+    )
+    assert not outcome.succeeded
+    assert [i.kind for i in outcome.injections] == ["timeout"]
+    assert left_the_clock_held(harness, outcome.workflow_id)
     assert_timers_skipped(harness)
 
 
