@@ -32,7 +32,8 @@ instead, where nothing can notice:
 * it counts the workflows started through the session's client, probes the
   clock when a run's history shows the pattern that loses a lock (an activity
   left open when its workflow closed, or a cancelled activity), every
-  :data:`PROBE_EVERY` runs and between tests, and
+  :data:`PROBE_EVERY` runs otherwise (every run: other runs lose it too, such
+  as a fail-fast batch of local activities) and between tests, and
 * after ``rotate_after`` runs, or when a probe finds the clock held, it starts a
   fresh server at the next quiet point (no run of the harness in flight, no
   result awaited, no open workflow on the server, no worker but the plugin's
@@ -90,8 +91,17 @@ second probe of 1 s agrees is the clock taken as stuck: a misjudged one costs
 a needless replacement of the server.
 """
 
-PROBE_EVERY = 200
-"""Runs between two probes when no run gave cause for one."""
+PROBE_EVERY = 1
+"""Runs between two probes when no run's history gave cause for one.
+
+Every run: the history patterns above do not cover every run that loses the
+lock (a fail-fast fan-in batch of local activities with lost completions did,
+in one of 600 examples), and until a probe finds it every later timer and
+every held :class:`~faults.Timeout` runs in real time. A probe of a skipping
+clock takes about a millisecond."""
+
+RETRY_BLOCKED_AFTER = 20
+"""Runs before a rotation that could not happen (something in flight) is tried again."""
 
 KEEP_RETIRED = 2
 """Retired servers kept running for reads of the workflows they ran; older ones are stopped."""
@@ -419,7 +429,7 @@ class ServerRotation:
             why = f"{reason.split(' (')[0]}: {blocker}"
             if why not in self.report.blocked:
                 self.report.blocked.append(why)
-            self._retry_at = started + max(20, PROBE_EVERY // 4)
+            self._retry_at = started + RETRY_BLOCKED_AFTER
             if not due:
                 self._suspect = True
             return
