@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from hypothesis import given, settings
     from temporalio.api.enums.v1 import EventType
     from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+    from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 
     import faults.testing
     from faults import Fail, ScriptedFault, ScriptedPlan, Timeout
@@ -265,9 +266,37 @@ def assert_timers_skipped(harness: faults.testing.FaultHarness) -> None:
 # --------------------------------------------------------------------------- tests
 
 
+QUIET_WAIT = 300.0
+"""Seconds a test waits for workflows that earlier tests left open on the session's server."""
+
+
+def wait_until_quiet(harness: faults.testing.FaultHarness) -> None:
+    """Wait until no workflow is open on the session's server (earlier tests' leftovers).
+
+    The plugin replaces a server whose clock is held only where nothing can
+    notice: with a workflow still open (on a loaded machine an earlier test's
+    can outlive it) the replacement waits. These tests need it to happen after
+    their own run, so they start once the server is quiet.
+    """
+    assert harness.loop is not None
+    client = harness.client
+
+    async def open_workflows() -> list[str]:
+        answer = await client.workflow_service.list_open_workflow_executions(
+            ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=4)
+        )
+        return [e.execution.workflow_id for e in answer.executions]
+
+    deadline = time.monotonic() + QUIET_WAIT
+    while still_open := harness.loop.run(open_workflows(), timeout=60):
+        assert time.monotonic() < deadline, f"workflows left open on the server: {still_open}"
+        time.sleep(0.5)
+
+
 @pytest.fixture
 def harness(fault_harness: Any) -> faults.testing.FaultHarness:
     made: faults.testing.FaultHarness = fault_harness(**TARGETS)
+    wait_until_quiet(made)
     return made
 
 
