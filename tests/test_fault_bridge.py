@@ -65,6 +65,26 @@ def test_bridge_reports_errors_and_timeouts() -> None:
         assert loop.run(asyncio.sleep(0, result=42)) == 42
 
 
+def test_a_timed_out_coroutine_finishes_its_clean_up_before_the_caller_goes_on() -> None:
+    """What a cancelled coroutine does on its way out is done when ``run`` raises."""
+    import asyncio
+
+    cleaned: list[str] = []
+
+    async def holds_on() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # the clean-up takes a while (say, terminating a run)
+            cleaned.append("done")
+            raise
+
+    with faults.testing.EventLoopThread() as loop:
+        with pytest.raises(TimeoutError, match="did not finish within 0.05 s"):
+            loop.run(holds_on(), timeout=0.05)
+        assert cleaned == ["done"]
+
+
 def test_unreachable_server_fails_within_seconds() -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

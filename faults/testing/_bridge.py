@@ -10,6 +10,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+CLEAN_UP_SECONDS = 60.0
+"""How long :meth:`EventLoopThread.run` lets a timed-out coroutine handle its cancellation."""
+
 
 class EventLoopThread:
     """An asyncio event loop running forever in a daemon thread.
@@ -32,20 +35,34 @@ class EventLoopThread:
         """Run ``coro`` on the loop and return its result (or raise its exception).
 
         Past ``timeout`` seconds (ten minutes unless given; ``None`` waits for ever)
-        the coroutine is cancelled and :class:`TimeoutError` raised: nothing hangs.
+        the coroutine is cancelled and :class:`TimeoutError` raised, once the
+        coroutine has handled its cancellation (at most :data:`CLEAN_UP_SECONDS`
+        more): nothing hangs, and nothing the coroutine cleans up overlaps what
+        the caller does next.
         """
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError(
                 "EventLoopThread.run() was called from its own loop; await the coroutine instead"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        finished = threading.Event()
+
+        async def watched() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(watched(), self.loop)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             if future.done():  # the coroutine itself raised TimeoutError
                 raise
             future.cancel()
+            # Let the coroutine's own clean-up (its ``finally`` and ``except
+            # CancelledError`` blocks) finish before the caller goes on.
+            finished.wait(CLEAN_UP_SECONDS)
             raise TimeoutError(f"coroutine did not finish within {timeout} s; cancelled") from None
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -13,7 +14,9 @@ from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import temporalio.client
-from temporalio.api.enums.v1 import EventType
+from google.protobuf.empty_pb2 import Empty
+from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
@@ -22,6 +25,7 @@ from .._log import FaultLog
 from .._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 from ._bridge import EventLoopThread
 from ._embedded import shares_clock_unlocks
+from ._orphans import close_orphans
 
 T = TypeVar("T")
 
@@ -29,6 +33,15 @@ _counter = itertools.count()
 
 DEFAULT_EXECUTION_TIMEOUT = timedelta(days=30)
 """The execution timeout of harness runs started without one."""
+
+GIVE_UP_SECONDS = 15.0
+"""Time allowed to survey, and then to terminate, a run the caller gave up on."""
+
+CLOCK_SURVEY_SECONDS = 0.5
+"""Real time over which the error of a run that overran measures the test server's clock."""
+
+SURVEYED_ACTIVITIES = 8
+"""Pending activities listed per open run in the error of a run that overran."""
 
 
 def unique_id(prefix: str) -> str:
@@ -192,6 +205,16 @@ class _ReplayService:
                 item[1].set_exception(error)
 
 
+def _pending_line(pending: PendingActivityInfo) -> str:
+    state = PendingActivityState.Name(pending.state).removeprefix("PENDING_ACTIVITY_STATE_")
+    line = f"    {pending.activity_type.name} attempt {pending.attempt}: {state}"
+    if pending.HasField("last_started_time"):
+        line += f" since {pending.last_started_time.ToDatetime():%Y-%m-%d %H:%M:%S}"
+    if pending.last_failure.message:
+        line += f", last failure {pending.last_failure.message!r}"
+    return line
+
+
 class RunHooks(Protocol):
     """What a :class:`FaultHarness` tells of each run (``run_hooks=``)."""
 
@@ -247,6 +270,7 @@ class FaultHarness:
         run_hooks: RunHooks | None = None,
     ) -> None:
         self.run_hooks = run_hooks
+        self._given_up: dict[str, str] = {}
         if isinstance(replay_every, bool) or not isinstance(replay_every, int) or replay_every < 1:
             raise ValueError(
                 f"FaultHarness(replay_every={replay_every!r}) must be an int >= 1: "
@@ -332,12 +356,22 @@ class FaultHarness:
                 result = await handle.result()
         except WorkflowFailureError as err:
             error = err
+        except asyncio.CancelledError:
+            # Given up on (the caller's time limit, or a cancellation): a run left open would
+            # keep its activities and timers on the server, in the way of later runs.
+            given_up = asyncio.ensure_future(
+                self._give_up(workflow_id, handle.first_execution_run_id)
+            )
+            await asyncio.shield(given_up)
+            raise
         runs = set()
         replays = self._replays
         if replays is not None and next(self._finished) % self.replay_every:
             replays = None  # not this run's turn
         async for execution, history in self.executions(workflow_id, handle.first_execution_run_id):
             runs.add(execution)
+            # Before its children's histories are read: they then show how they closed.
+            await close_orphans(self.client, history)
             if histories is not None:
                 histories.append(history)
             if replays is not None:
@@ -352,6 +386,59 @@ class FaultHarness:
             args=tuple(args),
         )
         return outcome
+
+    async def _give_up(self, workflow_id: str, run_id: str | None) -> None:
+        """Say what an abandoned run was waiting on, then terminate it and its open children.
+
+        The survey (each open run's pending activities) is kept for
+        :meth:`run`'s error, which is all a caller learns of a run that hung.
+        """
+        lines: list[str] = []
+        still_open: list[tuple[str, str]] = []
+
+        async def survey() -> None:
+            async for (wid, rid), _ in self.executions(workflow_id, run_id):
+                described = await self.client.get_workflow_handle(wid, run_id=rid).describe()
+                if described.status != temporalio.client.WorkflowExecutionStatus.RUNNING:
+                    continue
+                still_open.append((wid, rid))
+                pending = described.raw_description.pending_activities
+                lines.append(f"  {wid} was open with {len(pending)} pending activities")
+                lines.extend(_pending_line(p) for p in pending[:SURVEYED_ACTIVITIES])
+
+        try:
+            lines.append(await asyncio.wait_for(self._clock_survey(), GIVE_UP_SECONDS))
+        except (Exception, asyncio.TimeoutError):
+            pass  # not a test server
+        try:
+            await asyncio.wait_for(survey(), GIVE_UP_SECONDS)
+        except (Exception, asyncio.TimeoutError) as err:
+            lines.append(f"  (the survey of its runs stopped: {err!r})")
+        for wid, rid in reversed(still_open or [(workflow_id, run_id or "")]):
+            try:
+                await asyncio.wait_for(
+                    self.client.get_workflow_handle(wid, run_id=rid or None).terminate(
+                        reason="the harness gave up waiting for this run"
+                    ),
+                    GIVE_UP_SECONDS,
+                )
+            except (Exception, asyncio.TimeoutError):
+                pass  # it ended meanwhile, or the server is gone: nothing left to stop
+        self._given_up[workflow_id] = "\n".join(lines)
+
+    async def _clock_survey(self) -> str:
+        """How fast the time-skipping test server's clock moves now (raises on other servers)."""
+        service = self.client.service_client.test_service
+        first = await service.get_current_time(Empty())
+        begun = time.perf_counter()
+        await asyncio.sleep(CLOCK_SURVEY_SECONDS)
+        second = await service.get_current_time(Empty())
+        real = time.perf_counter() - begun
+        moved = (second.time.ToDatetime() - first.time.ToDatetime()).total_seconds()
+        return (
+            f"  the test server's clock read {first.time.ToDatetime():%Y-%m-%d %H:%M:%S} "
+            f"and moved {moved:.3f}s in {real:.3f}s of real time"
+        )
 
     async def executions(
         self, workflow_id: str, run_id: str | None = None
@@ -401,14 +488,28 @@ class FaultHarness:
         timeout: float | None = 120.0,
         **options: Any,
     ) -> RunOutcome[T]:
-        """Synchronous :meth:`execute`, for ``@given`` tests and state-machine rules."""
+        """Synchronous :meth:`execute`, for ``@given`` tests and state-machine rules.
+
+        A run that has not ended after ``timeout`` seconds (real time) is
+        terminated, with its open children, and :class:`TimeoutError` raised
+        naming what each open run was waiting on.
+        """
         if self.loop is None:
             raise RuntimeError(
                 "FaultHarness.run() needs loop=EventLoopThread(); or await execute()"
             )
-        outcome = self.loop.run(
-            self.execute(workflow, *args, plan=plan, id=id, **options), timeout=timeout
-        )
+        workflow_id = id or unique_id(self.id_prefix)
+        try:
+            outcome = self.loop.run(
+                self.execute(workflow, *args, plan=plan, id=workflow_id, **options), timeout=timeout
+            )
+        except TimeoutError as err:
+            if workflow_id not in self._given_up:
+                raise  # not this harness's time limit
+            raise TimeoutError(
+                f"workflow {workflow_id} did not end within {timeout} s ({err}); "
+                f"it was terminated.\n{self._given_up.pop(workflow_id)}"
+            ) from None
         report_to_hypothesis(outcome)
         return outcome
 

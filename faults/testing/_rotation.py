@@ -66,6 +66,7 @@ from temporalio.plugin import SimplePlugin
 from temporalio.service import RPCError, RPCStatusCode
 
 from ._embedded import ClockProbe, shared_clock_unlock
+from ._orphans import children_left_open
 
 if TYPE_CHECKING:
     import temporalio.bridge.client
@@ -120,10 +121,14 @@ _STARTS = frozenset(
 def may_hold_the_clock(history: WorkflowHistory) -> bool:
     """Whether this run's history shows a pattern that leaves the test server's clock locked.
 
-    An activity scheduled and never closed when the run closed, or any
+    An activity scheduled and never closed when the run closed, any
     cancellation of an activity (one that no worker had started yet is removed
-    without releasing its lock).
+    without releasing its lock), or a child workflow left open when the run
+    closed (a child that closes after its parent locks the clock for good; see
+    :mod:`faults.testing._orphans`).
     """
+    if children_left_open(history):
+        return True
     scheduled: set[int] = set()
     for event in history.events:
         kind = event.event_type
