@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import temporalio.activity
 import temporalio.client
@@ -41,7 +41,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.empty_pb2 import Empty
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.api.testservice.v1 import SleepRequest
+from temporalio.api.testservice.v1 import SleepRequest, UnlockTimeSkippingRequest
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -509,29 +509,47 @@ async def _release_clock(
     return True
 
 
-async def _attempt_is_open(
+async def _attempt_state(
     client: temporalio.client.Client, info: temporalio.activity.Info
-) -> bool:
-    """Whether the server still counts this attempt as started (not timed out or retried).
+) -> Literal["open", "ended", "orphaned"]:
+    """Where the server stands on this attempt: still started, timed out (or retried), or orphaned.
 
-    Not once the run has closed: the time-skipping test server still lists a
-    closed run's running activities as pending, and nothing will time them out.
+    ``"orphaned"``: the run closed while the attempt was still started, so the
+    server will never time it out (the time-skipping test server still lists
+    a closed run's running activities as pending, as they were at its close).
     """
     handle = client.get_workflow_handle(info.workflow_id or "", run_id=info.workflow_run_id)
     try:
         description = await handle.describe()
     except temporalio.service.RPCError as err:
         if err.status == temporalio.service.RPCStatusCode.NOT_FOUND:
-            return False
-        return True  # ask again
-    if description.status != temporalio.client.WorkflowExecutionStatus.RUNNING:
-        return False
-    return any(
+            return "ended"
+        return "open"  # ask again
+    started = any(
         pending.activity_id == info.activity_id
         and pending.attempt == info.attempt
         and pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
         for pending in description.raw_description.pending_activities
     )
+    if description.status != temporalio.client.WorkflowExecutionStatus.RUNNING:
+        return "orphaned" if started else "ended"
+    return "open" if started else "ended"
+
+
+async def _give_back_orphaned_lock(client: temporalio.client.Client) -> None:
+    """Release the clock lock of an attempt whose run closed before the server timed it out.
+
+    The test server takes a lock on its clock when it schedules an activity and
+    releases it when the activity completes, fails or times out, each of which
+    it refuses once the run has closed: such an attempt's lock would hold the
+    clock for good, and the next run would wait out every timer in real time.
+    Called only after :func:`_release_clock` gave the lock back and the server
+    took it again, so exactly one unlock is owed.
+    """
+    try:
+        await client.service_client.test_service.unlock_time_skipping(UnlockTimeSkippingRequest())
+    except temporalio.service.RPCError:
+        pass  # nothing held after all (the server refuses an unbalanced unlock unchanged)
 
 
 async def _outlive_timeout(
@@ -544,10 +562,12 @@ async def _outlive_timeout(
 
     The attempt is held until the server no longer counts it as started (it
     timed it out, and retried it or failed the activity), read from the
-    workflow's description. ``started`` is the attempt's start on
-    :func:`time.monotonic`. Without a client (or a workflow) to ask, the hold
-    ends a second after the timeout was due; with no timeout at all (nothing
-    will time it out), after ``limit`` seconds, the worker's maximum delay.
+    workflow's description, or until its run has closed (then no timeout will
+    come; the attempt's lock on the test server's clock is given back).
+    ``started`` is the attempt's start on :func:`time.monotonic`. Without a
+    client (or a workflow) to ask, the hold ends a second after the timeout
+    was due; with no timeout at all (nothing will time it out), after
+    ``limit`` seconds, the worker's maximum delay.
     """
     timeout = _first_timeout(info)
     if timeout is None:
@@ -556,12 +576,15 @@ async def _outlive_timeout(
     if client is None or not info.workflow_id:
         await _pause(timeout + 1.0 - (time.monotonic() - started))
         return
-    if not await _release_clock(client, info, timeout):
+    released = await _release_clock(client, info, timeout)
+    if not released:
         await _pause(timeout - (time.monotonic() - started))
     delay = _POLL_FIRST
-    while await _attempt_is_open(client, info):
+    while (state := await _attempt_state(client, info)) == "open":
         await _pause(delay)
         delay = min(delay * 2, _POLL_MAX)
+    if released and state == "orphaned":
+        await _give_back_orphaned_lock(client)
 
 
 # --------------------------------------------------------------------------- activity side

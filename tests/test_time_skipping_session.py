@@ -400,16 +400,8 @@ def test_timers_skip_after_a_property_whose_runs_fail_while_activities_run(
     assert_timers_skipped(harness)
 
 
-def test_timers_skip_after_a_run_closes_around_an_attempt_held_past_its_timeout(
-    harness: faults.testing.FaultHarness, tmp_path: Path
-) -> None:
-    """The workflow fails at 30 s while its activity is held for its 60 s timeout.
-
-    The held attempt hands the clock back until just before its timeout, so a
-    probe right after the run still sees the clock skip; once the hold ends the
-    server's lock of the closed run's activity holds it for good. The probe
-    waits for the hold to end.
-    """
+def fail_around_a_held_attempt(harness: faults.testing.FaultHarness, tmp_path: Path) -> None:
+    """Run ``FailsAroundAHeldAttempt``: it closes while a ``Timeout`` holds its activity."""
     plan = ScriptedPlan((ScriptedFault("write_row", 1, Timeout()),))
     outcome = harness.run(
         FailsAroundAHeldAttempt.run, str(tmp_path / "rows.sqlite"), "held", plan=plan
@@ -417,6 +409,13 @@ def test_timers_skip_after_a_run_closes_around_an_attempt_held_past_its_timeout(
     assert not outcome.succeeded
     assert [i.kind for i in outcome.injections] == ["timeout"]
     assert left_the_clock_held(harness, outcome.workflow_id)
+
+
+def test_timers_skip_after_a_run_closes_around_an_attempt_held_past_its_timeout(
+    harness: faults.testing.FaultHarness, tmp_path: Path
+) -> None:
+    """The workflow fails at 30 s while its activity is held for its 60 s timeout."""
+    fail_around_a_held_attempt(harness, tmp_path)
     assert_timers_skipped(harness)
 
 
@@ -498,6 +497,28 @@ def test_a_run_past_its_time_limit_is_terminated_and_says_what_it_waited_on(
     # Terminating the child around its running activity left the clock held: the
     # session's server was replaced, and later runs skip time as before.
     assert_timers_skipped(harness)
+
+
+def test_an_attempt_held_past_its_timeout_gives_its_lock_back_when_its_run_closes_first(
+    fresh_server_fault_harness: Any, tmp_path: Path
+) -> None:
+    """No replacement needed: the held attempt hands back the lock the closed run leaves held.
+
+    The workflow fails at 30 s while a ``Timeout`` holds its activity past its 60 s
+    timeout, which the server then refuses to apply. The hold had given the
+    attempt's lock back until just before the timeout; once the server takes it
+    again (the clock moved past 59 s) the attempt gives it back for good. On a
+    server of its own, with nothing to replace it, the clock must still skip.
+    """
+    harness: faults.testing.FaultHarness = fresh_server_fault_harness(**TARGETS)
+    shared = faults.testing.shared_clock_unlock(harness.client)
+    assert shared is not None and harness.loop is not None
+    fail_around_a_held_attempt(harness, tmp_path)
+    # Past the attempt's timeout: the server takes the attempt's lock back at 59 s.
+    assert harness.loop.run(shared.probe(timedelta(seconds=90))) is not None
+    after = harness.loop.run(shared.probe(timedelta(seconds=2)))
+    assert after is not None
+    assert after.skips(SKIP_RATIO), f"the closed run's attempt kept the clock: {after.describe()}"
 
 
 def test_the_java_server_itself_stops_skipping_after_a_child_outlives_its_parent(
@@ -683,17 +704,68 @@ def test_what_was_handed_out_before_still_works(temporal_client, temporal_loop):
 """
 
 
+def run_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, source: str, rotate_after: int
+) -> pytest.RunResult:
+    """Run ``source`` as a test module in a session of its own on a rotating test server."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    pytester.makepyfile(test_session=source)
+    return pytester.runpytest_subprocess(
+        "--temporal-env=time-skipping",
+        f"--temporal-rotate-after={rotate_after}",
+        "-p",
+        "no:cacheprovider",
+    )
+
+
 def test_handed_out_harnesses_and_task_queues_survive_server_replacement(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session with ``--temporal-rotate-after 5``: fixtures' objects keep working throughout."""
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    pytester.makepyfile(test_across=_ACROSS_ROTATIONS)
-    result = pytester.runpytest_subprocess(
-        "--temporal-env=time-skipping", "--temporal-rotate-after=5", "-p", "no:cacheprovider"
-    )
+    result = run_session(pytester, monkeypatch, _ACROSS_ROTATIONS, rotate_after=5)
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test server rotations: [2-9]*", "*x after 5 runs*"])
+
+
+_DUE_BUT_BLOCKED = """
+import asyncio
+
+from temporalio.worker import Worker
+
+from tests.fault_targets import ProbeWorkflow, probe
+
+
+def test_probes_go_on(fault_harness, temporal_client, temporal_loop, temporal_rotation_report):
+    harness = fault_harness(workflows=[ProbeWorkflow], activities=[probe])
+
+    async def start():
+        worker = Worker(
+            temporal_client, task_queue="foreign", workflows=[ProbeWorkflow], activities=[probe]
+        )
+        running = asyncio.ensure_future(worker.run())
+        while not worker.is_running:
+            await asyncio.sleep(0.01)
+        return worker, running
+
+    worker, running = temporal_loop.run(start())
+    try:
+        for i in range(8):
+            assert harness.run(ProbeWorkflow.run, f"run-{i}").succeeded
+        report = temporal_rotation_report
+        assert any("a worker not started by the plugin" in why for why in report.blocked)
+        # A rotation that is due but blocked must not stop the probes that look for a lost
+        # lock: one after each run.
+        assert report.probes >= 6, report.describe()
+    finally:
+        temporal_loop.run(worker.shutdown())
+"""
+
+
+def test_a_due_rotation_that_is_blocked_leaves_the_clock_probes_going(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A foreign worker blocks the rotation due after 2 runs; every run is still probed."""
+    run_session(pytester, monkeypatch, _DUE_BUT_BLOCKED, rotate_after=2).assert_outcomes(passed=1)
 
 
 def test_a_negative_rotate_after_is_refused_with_what_to_pass(pytester: pytest.Pytester) -> None:

@@ -360,7 +360,8 @@ class ServerRotation:
         self._served_from = 0
         self._probed_at = 0
         self._suspect = False
-        self._retry_at = 0
+        self._stuck_retry_at = 0
+        self._due_retry_at = 0
 
     @property
     def runs_served(self) -> int:
@@ -405,9 +406,13 @@ class ServerRotation:
 
     async def _checkpoint(self, *, boundary: bool) -> None:
         started = self._router.started
-        if started < self._retry_at and not boundary:
-            return
-        due = self.rotate_after > 0 and self.runs_served >= self.rotate_after
+        if started < self._stuck_retry_at and not boundary:
+            return  # known stuck and could not be replaced: not probed again before then
+        due = (
+            self.rotate_after > 0
+            and self.runs_served >= self.rotate_after
+            and (boundary or started >= self._due_retry_at)
+        )
         reason = f"after {self.rotate_after} runs" if due else ""
         if not due and (
             self._suspect
@@ -434,8 +439,12 @@ class ServerRotation:
             why = f"{reason.split(' (')[0]}: {blocker}"
             if why not in self.report.blocked:
                 self.report.blocked.append(why)
-            self._retry_at = started + RETRY_BLOCKED_AFTER
-            if not due:
+            # A blocked rotation that is merely due leaves the probes going; a stuck clock
+            # that could not be replaced is not probed again until the retry.
+            if due:
+                self._due_retry_at = started + RETRY_BLOCKED_AFTER
+            else:
+                self._stuck_retry_at = started + RETRY_BLOCKED_AFTER
                 self._suspect = True
             return
         await self._rotate(reason)
