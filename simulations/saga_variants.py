@@ -27,8 +27,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
-    CancelledError,
-    is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -49,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         SagaOptions,
         SagaReport,
         SagaSettings,
+        order_failure,
         validate_order,
     )
 
@@ -133,20 +132,6 @@ async def _compensate(
     return await saga.compensate()
 
 
-def _failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
-    """What fails a compensated order: a cancellation, or ``OrderFailed`` (as in OrderSaga)."""
-    done = ", ".join(compensated)
-    detail = {"compensated": list(compensated)}
-    if is_cancelled_exception(error):
-        return CancelledError(f"order {order_id} was cancelled and compensated ({done})", detail)
-    return ApplicationError(
-        f"order {order_id} failed and was compensated ({done}): {error}",
-        detail,
-        type="OrderFailed",
-        non_retryable=True,
-    )
-
-
 async def process_order(order: Order, settings: SagaSettings, breakage: Breakage) -> OrderResult:
     """OrderSaga's order logic with one deliberate ``breakage``; call it from workflow code."""
     try:
@@ -219,7 +204,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         if isinstance(err, asyncio.CancelledError):
             raise
         compensated = [] if breakage is Breakage.UNREPORTED_COMPENSATION else report.compensated
-        raise _failure(oid, err, compensated) from err
+        raise order_failure(oid, err, compensated) from err
 
     if breakage is Breakage.UNCONFIRMED_COMPLETION:
         try:

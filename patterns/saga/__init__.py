@@ -53,9 +53,10 @@ with workflow.unsafe.imports_passed_through():
         SagaSettings,
         validate_order,
     )
-from ._workflow import FRAUD_SCREEN_PATCH, OrderSaga
+from ._workflow import FRAUD_SCREEN_PATCH, OrderSaga, order_failure
 
 __all__ = [
+    "order_failure",
     "ALL_ACTIVITIES",
     "COMPENSATION_ACTIVITIES",
     "DECLINED_CARD",

@@ -65,7 +65,7 @@ def _saga_options(settings: SagaSettings) -> SagaOptions:
     )
 
 
-def _compensated_failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
+def order_failure(order_id: str, error: Exception, compensated: list[str]) -> Exception:
     """What fails an order once it is compensated: a cancellation, or ``OrderFailed``.
 
     Its one detail, ``{"compensated": [...]}``, names the compensations that completed.
@@ -140,7 +140,7 @@ class OrderSaga:
             self._stage = "compensated"
             if isinstance(err, asyncio.CancelledError):
                 raise
-            raise _compensated_failure(order.order_id, err, report.compensated) from err
+            raise order_failure(order.order_id, err, report.compensated) from err
 
         self._stage = "confirming"
         await saga.complete(self._confirmation(order, keys, settings))
