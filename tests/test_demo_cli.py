@@ -61,6 +61,18 @@ def test_saga_chaos_runs_schedules_at_once_and_a_seed_replays_its_faults() -> No
     assert summaries[0] == summaries[1]
 
 
+def test_saga_exploration_runs_each_single_fault_schedule_in_order() -> None:
+    """``--explore N --only saga``: the calls of a fault-free order, then one fault per run."""
+    result = demo("--only", "saga", "--explore", "12")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "explored 6 calls: 12/" in out
+    for call in ("check_catalog", "charge", "reserve", "ship", "confirm"):
+        assert f"call {call}[" in out
+    assert "; 0 injected nothing)" in out
+    assert "no invariant broke" in out
+
+
 def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
     result = demo("--only", "saga", "--faults", "none", "--workdir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -78,6 +90,8 @@ def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
         (["--chaos", "5", "--concurrency", "0"], "argument --concurrency: 0 must be >= 1"),
         (["--chaos", "5", "--external-workers"], "argument --external-workers: needs --address"),
         (["--workdir", "/nonexistent/dir"], "/nonexistent/dir is not a directory"),
+        (["--explore", "-1"], "argument --explore: -1 is negative"),
+        (["--explore", "5"], "argument --explore: explores the saga only"),
     ],
 )
 def test_bad_arguments_exit_2_with_usage(args: list[str], message: str) -> None:

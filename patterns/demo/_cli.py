@@ -23,6 +23,7 @@ import faults.testing
 from .._sqlite import ServiceDatabaseError
 from ._breaker import demonstrate as demonstrate_breaker
 from ._chaos import DEFAULT_CONCURRENCY, saga_chaos
+from ._explore import explore_saga
 from ._fanout import demonstrate as demonstrate_fanout
 from ._report import Demonstration, DemoReport, Say
 from ._saga import demonstrate as demonstrate_saga
@@ -82,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
         "progress, stopping at the first violated invariant with the seed that reproduces it",
     )
     parser.add_argument(
+        "--explore",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --only saga, instead of the report: run every single-fault schedule of an "
+        "order (each activity call x each fault shape), then pairs, up to N runs, stopping at "
+        "the first violated invariant, shrunk, with the line that reproduces it",
+    )
+    parser.add_argument(
         "--only",
         choices=list(PATTERNS),
         action="append",
@@ -133,7 +143,8 @@ def _server(args: argparse.Namespace, selected: Sequence[str]) -> str:
     """The embedded server to start: as asked, else time skipping for chaos without the breaker."""
     if args.server is not None:
         return str(args.server)
-    return "time-skipping" if args.chaos and "breaker" not in selected else "dev"
+    searching = args.chaos or args.explore
+    return "time-skipping" if searching and "breaker" not in selected else "dev"
 
 
 async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
@@ -307,6 +318,26 @@ async def _saga_chaos(
     return 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+    """Explore the saga's fault schedules (see ``_explore.py``); 1 if an invariant broke."""
+    kind = "external" if args.address else _server(args, ["saga"])
+    key = os.environ.get(faults.PLAN_KEY_VARIABLE) or faults.new_plan_key()
+    with contextlib.ExitStack() as keep:
+        workdir = args.workdir or Path(keep.enter_context(_scratch_directory()))
+        report = explore_saga(
+            kind,  # type: ignore[arg-type]
+            budget=args.explore,
+            seed=args.seed,
+            workdir=workdir,
+            say=say,
+            key=key,
+            address=args.address,
+            namespace=args.namespace,
+        )
+    say(report.describe())
+    return 0 if report.violation is None else 1
+
+
 def say(line: str) -> None:
     """Print one line of progress, at once."""
     print(line, flush=True)
@@ -368,8 +399,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "process's and the worker processes' environments (faults.new_plan_key() makes one), "
             "so the workers obey the fault plans this client signs"
         )
+    if args.explore < 0:
+        parser.error(f"argument --explore: {args.explore} is negative; pass a budget of runs >= 1")
+    if args.explore and (args.only != ["saga"] or args.chaos):
+        parser.error(
+            "argument --explore: explores the saga only, instead of --chaos; "
+            "pass --only saga and no --chaos"
+        )
     plan = _plan(parser, args.faults, args.seed)
     try:
+        if args.explore:
+            return _explore(args)
         return asyncio.run(_run(args, plan))
     except ConnectionError as err:
         print(f"error: {err}", file=sys.stderr)
