@@ -35,12 +35,11 @@ with workflow.unsafe.imports_passed_through():
     from hypothesis import given, settings
     from temporalio.api.enums.v1 import EventType
     from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-    from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 
     import faults.testing
     from faults import Fail, ScriptedFault, ScriptedPlan, Timeout
     from faults.strategies import scripted_plans
-    from faults.testing import SKIP_RATIO, SharedClockUnlock, may_hold_the_clock
+    from faults.testing import SKIP_RATIO, SharedClockUnlock, may_hold_the_clock, open_workflows
 
 pytestmark = pytest.mark.temporal_env("time-skipping")
 pytest_plugins = ["pytester"]
@@ -342,16 +341,8 @@ def wait_until_quiet(harness: faults.testing.FaultHarness) -> None:
     their own run, so they start once the server is quiet.
     """
     assert harness.loop is not None
-    client = harness.client
-
-    async def open_workflows() -> list[str]:
-        answer = await client.workflow_service.list_open_workflow_executions(
-            ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=4)
-        )
-        return [e.execution.workflow_id for e in answer.executions]
-
     deadline = time.monotonic() + QUIET_WAIT
-    while still_open := harness.loop.run(open_workflows(), timeout=60):
+    while still_open := harness.loop.run(open_workflows(harness.client), timeout=60):
         assert time.monotonic() < deadline, f"workflows left open on the server: {still_open}"
         time.sleep(0.5)
 

@@ -12,7 +12,8 @@ this package is what tests and simulations use to drive it, kept apart as
 * the time-skipping test server's clock: :func:`share_clock_unlocks` (overlapping
   result waits share one unlock), :func:`shared_clock_unlock` and its
   :meth:`SharedClockUnlock.probe` (:class:`ClockProbe`, :data:`SKIP_RATIO`),
-  :func:`may_hold_the_clock` (a history that leaves the clock held) and the
+  :func:`may_hold_the_clock` (a history that leaves the clock held),
+  :func:`open_workflows` (what keeps the plugin from replacing a server) and the
   plugin's :class:`RotationReport`;
 * driving asyncio from synchronous tests: :class:`EventLoopThread`,
   :func:`until_interrupted`;
@@ -81,7 +82,7 @@ from ._loopback import (
     c_compiler,
     loopback_launcher,
 )
-from ._rotation import SKIP_RATIO, RotationReport, may_hold_the_clock
+from ._rotation import SKIP_RATIO, RotationReport, may_hold_the_clock, open_workflows
 from ._signals import until_interrupted
 
 __all__ = [
@@ -138,6 +139,7 @@ __all__ = [
     "RotationReport",
     "SharedClockUnlock",
     "may_hold_the_clock",
+    "open_workflows",
     "share_clock_unlocks",
     "shared_clock_unlock",
     # asyncio from synchronous tests

@@ -70,6 +70,7 @@ from ._orphans import children_left_open
 
 if TYPE_CHECKING:
     import temporalio.bridge.client
+    import temporalio.client
     from temporalio.service import ServiceClient
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
@@ -116,6 +117,18 @@ _OPEN_ACTIVITY_ENDS = {
 _STARTS = frozenset(
     {"start_workflow_execution", "signal_with_start_workflow_execution", "execute_multi_operation"}
 )
+
+
+async def open_workflows(client: temporalio.client.Client, limit: int = 4) -> list[str]:
+    """The ids of up to ``limit`` workflows open on the client's server (any namespace's own).
+
+    The session's test server is replaced only when this is empty: a test that
+    needs a replacement after its own run can wait for it first.
+    """
+    answer = await client.workflow_service.list_open_workflow_executions(
+        ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=limit)
+    )
+    return [e.execution.workflow_id for e in answer.executions[:limit]]
 
 
 def may_hold_the_clock(history: WorkflowHistory) -> bool:
@@ -347,7 +360,6 @@ class ServerRotation:
             )
         self.env = env
         self.shared = shared
-        self.rotate_after = rotate_after
         self.watch = watch
         self.report = RotationReport(rotate_after=rotate_after)
         self._start = start
@@ -362,6 +374,11 @@ class ServerRotation:
         self._suspect = False
         self._stuck_retry_at = 0
         self._due_retry_at = 0
+
+    @property
+    def rotate_after(self) -> int:
+        """Runs a server serves before it is replaced (0: only when its clock is stuck)."""
+        return self.report.rotate_after
 
     @property
     def runs_served(self) -> int:
@@ -458,12 +475,9 @@ class ServerRotation:
             return f"a worker not started by the plugin runs on the session's server ({queues})"
         if self.shared.holders:
             return "a workflow result is being awaited"
-        client = self.env.client
-        answer = await client.workflow_service.list_open_workflow_executions(
-            ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=4)
-        )
-        if answer.executions:
-            ids = ", ".join(e.execution.workflow_id for e in answer.executions[:3])
+        still_open = await open_workflows(self.env.client, 3)
+        if still_open:
+            ids = ", ".join(still_open)
             return (
                 f"workflows are still open on it ({ids}); end the workflows a test starts, "
                 "or run such tests on fresh_server_fault_harness"
