@@ -239,6 +239,21 @@ class FailsWithItsChildOpen:
 
 
 @workflow.defn
+class FailsAsItStartsAChild:
+    """Asks for a child and fails in the same workflow task: the child starts after it closed."""
+
+    @workflow.run
+    async def run(self) -> None:
+        child = workflow.start_child_workflow(
+            ChildWithAnActivity.run, args=["", ""], id=f"{workflow.info().workflow_id}-child"
+        )
+        pending = asyncio.ensure_future(child)
+        await asyncio.sleep(0)  # the start command is issued
+        del pending
+        raise ApplicationError("failed as its child starts", non_retryable=True)
+
+
+@workflow.defn
 class NeverEnds:
     """Starts a child whose activity runs until cancelled, then waits for ever."""
 
@@ -269,6 +284,7 @@ TARGETS: dict[str, Any] = {
         CancelsStartedActivity,
         ChildWithAnActivity,
         FailsWithItsChildOpen,
+        FailsAsItStartsAChild,
         NeverEnds,
         TwoSleeps,
     ],
@@ -457,6 +473,20 @@ def test_a_child_its_parent_left_open_is_terminated_as_a_real_server_would(
         EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED
     )
     assert left_the_clock_held(harness, outcome.workflow_id)
+    assert_timers_skipped(harness)
+
+
+def test_a_child_started_after_its_parent_closed_is_terminated_too(
+    harness: faults.testing.FaultHarness,
+) -> None:
+    """The parent's history shows the child asked for, never started; the server starts it."""
+    outcome = harness.run(FailsAsItStartsAChild.run)
+    assert not outcome.succeeded
+    (parent,) = histories(harness, outcome.workflow_id)
+    names = [EventType.Name(e.event_type) for e in parent.events]
+    assert "EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED" in names
+    assert "EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED" not in names
+    assert status(harness, f"{outcome.workflow_id}-child") == "TERMINATED"
     assert_timers_skipped(harness)
 
 

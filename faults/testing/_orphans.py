@@ -16,6 +16,7 @@ happens inside that run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import temporalio.client
 from temporalio.api.enums.v1 import EventType, ParentClosePolicy
 from temporalio.client import WorkflowHistory
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from ._embedded import shared_clock_unlock
 
@@ -54,6 +55,10 @@ _RUN_ENDS = frozenset(
     }
 )
 
+STARTING_CHILD_SECONDS = 5.0
+"""How long a child whose start its closed parent asked for is looked for before it counts as
+never started (the test server starts children after the request, in a shared thread pool)."""
+
 CANCELLED_CHILD_SECONDS = 60.0
 """Seconds a child asked to cancel (``REQUEST_CANCEL``) has to close before it is terminated."""
 
@@ -64,37 +69,39 @@ class OpenChild:
 
     workflow_id: str
     run_id: str
+    """``""`` if the parent had not seen the child start."""
     policy: ParentClosePolicy.ValueType
     """The child's ``ParentClosePolicy`` (``UNSPECIFIED`` means the default, terminate)."""
 
 
 def children_left_open(history: WorkflowHistory) -> list[OpenChild]:
-    """The children a run had started and not seen close when it closed.
+    """The children a run had started, or asked to start, and not seen close when it closed.
 
+    A child whose start the run had asked for but not yet seen has no run id
+    (``""``): the test server starts it all the same, after the parent closed.
     None for a run still open or one that continued as new (its children
     belong to the chain of runs, which goes on).
     """
     if not history.events or history.events[-1].event_type not in _RUN_ENDS:
         return []
-    policies: dict[int, ParentClosePolicy.ValueType] = {}
-    started: dict[int, OpenChild] = {}
+    left: dict[int, OpenChild] = {}
     for event in history.events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
-            attrs = event.start_child_workflow_execution_initiated_event_attributes
-            policies[event.event_id] = attrs.parent_close_policy
+            asked = event.start_child_workflow_execution_initiated_event_attributes
+            left[event.event_id] = OpenChild(asked.workflow_id, "", asked.parent_close_policy)
         elif kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
             child = event.child_workflow_execution_started_event_attributes
-            started[child.initiated_event_id] = OpenChild(
-                child.workflow_execution.workflow_id,
-                child.workflow_execution.run_id,
-                policies.get(
-                    child.initiated_event_id, ParentClosePolicy.PARENT_CLOSE_POLICY_UNSPECIFIED
-                ),
-            )
+            if child.initiated_event_id in left:
+                left[child.initiated_event_id] = dataclasses.replace(
+                    left[child.initiated_event_id], run_id=child.workflow_execution.run_id
+                )
+        elif kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+            failed = event.start_child_workflow_execution_failed_event_attributes
+            left.pop(failed.initiated_event_id, None)
         elif kind in _CHILD_ENDS:
-            started.pop(getattr(event, _CHILD_ENDS[kind]).initiated_event_id, None)
-    return list(started.values())
+            left.pop(getattr(event, _CHILD_ENDS[kind]).initiated_event_id, None)
+    return list(left.values())
 
 
 async def close_orphans(client: temporalio.client.Client, history: WorkflowHistory) -> int:
@@ -111,7 +118,9 @@ async def close_orphans(client: temporalio.client.Client, history: WorkflowHisto
     for child in children_left_open(history):
         if child.policy == ParentClosePolicy.PARENT_CLOSE_POLICY_ABANDON:
             continue
-        handle = client.get_workflow_handle(child.workflow_id, run_id=child.run_id)
+        if not child.run_id and not await _exists(client, child.workflow_id):
+            continue  # never started
+        handle = client.get_workflow_handle(child.workflow_id, run_id=child.run_id or None)
         try:
             if child.policy == ParentClosePolicy.PARENT_CLOSE_POLICY_REQUEST_CANCEL:
                 await handle.cancel()
@@ -123,6 +132,19 @@ async def close_orphans(client: temporalio.client.Client, history: WorkflowHisto
         except RPCError:
             pass  # it closed meanwhile: nothing to apply
     return acted
+
+
+async def _exists(client: temporalio.client.Client, workflow_id: str) -> bool:
+    """Whether a child whose start its parent asked for appears (within a few seconds)."""
+    deadline = time.monotonic() + STARTING_CHILD_SECONDS
+    while True:
+        try:
+            await client.get_workflow_handle(workflow_id).describe()
+            return True
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
+                return False
+        await asyncio.sleep(0.05)
 
 
 async def _closes(

@@ -103,7 +103,9 @@ every held :class:`~faults.Timeout` runs in real time. A probe of a skipping
 clock takes about a millisecond."""
 
 RETRY_BLOCKED_AFTER = 20
-"""Runs before a rotation that could not happen (something in flight) is tried again."""
+"""Runs before a rotation that was due after ``rotate_after`` runs and could not happen (a
+foreign worker, an open workflow) is tried again. One for a stuck clock is tried at every
+quiet point."""
 
 KEEP_RETIRED = 2
 """Retired servers kept running for reads of the workflows they ran; older ones are stopped."""
@@ -372,7 +374,7 @@ class ServerRotation:
         self._served_from = 0
         self._probed_at = 0
         self._suspect = False
-        self._stuck_retry_at = 0
+        self._known_stuck = ""
         self._due_retry_at = 0
 
     @property
@@ -423,15 +425,15 @@ class ServerRotation:
 
     async def _checkpoint(self, *, boundary: bool) -> None:
         started = self._router.started
-        if started < self._stuck_retry_at and not boundary:
-            return  # known stuck and could not be replaced: not probed again before then
         due = (
             self.rotate_after > 0
             and self.runs_served >= self.rotate_after
             and (boundary or started >= self._due_retry_at)
         )
-        reason = f"after {self.rotate_after} runs" if due else ""
-        if not due and (
+        # A clock found stuck where the server could not be replaced stays stuck: it is not
+        # probed again, only the blocker looked at, at every quiet point until it is gone.
+        reason = f"after {self.rotate_after} runs" if due else self._known_stuck
+        if not reason and (
             self._suspect
             or started - self._probed_at >= PROBE_EVERY
             or (boundary and started != self._probed_at)
@@ -456,13 +458,10 @@ class ServerRotation:
             why = f"{reason.split(' (')[0]}: {blocker}"
             if why not in self.report.blocked:
                 self.report.blocked.append(why)
-            # A blocked rotation that is merely due leaves the probes going; a stuck clock
-            # that could not be replaced is not probed again until the retry.
             if due:
                 self._due_retry_at = started + RETRY_BLOCKED_AFTER
             else:
-                self._stuck_retry_at = started + RETRY_BLOCKED_AFTER
-                self._suspect = True
+                self._known_stuck = reason
             return
         await self._rotate(reason)
 
@@ -497,6 +496,7 @@ class ServerRotation:
         self._served_from = self._router.started
         self._probed_at = self._router.started
         self._suspect = False
+        self._known_stuck = ""
         for workers in self._sets:
             await workers.start_workers()
         while len(self._retired) > KEEP_RETIRED:
