@@ -391,6 +391,9 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
 # --------------------------------------------------------------------------- timeouts
 
 
+_GONE_WAIT = 10.0
+"""Seconds a hold whose run closed waits for the test server to take its clock lock back."""
+
 CLOCK_MARGIN = 1.0
 """Seconds before a held attempt's timeout at which the test server's clock stops skipping.
 
@@ -436,7 +439,7 @@ async def _pause(seconds: float) -> None:
     """
     end = time.monotonic() + max(0.0, seconds)
     while True:
-        if temporalio.activity.is_cancelled():
+        if temporalio.activity.is_cancelled() and not _run_is_gone():
             raise temporalio.exceptions.CancelledError("held attempt cancelled")
         left = end - time.monotonic()
         if left <= 0:
@@ -444,18 +447,37 @@ async def _pause(seconds: float) -> None:
         await asyncio.sleep(min(left, _PAUSE_SLICE))
 
 
+def _run_is_gone() -> bool:
+    """Whether the activity was cancelled because its run has closed (the server said so)."""
+    details = temporalio.activity.cancellation_details()
+    return details is not None and details.not_found
+
+
 async def _abandon_if_cancelled(call: Awaitable[_T]) -> _T:
     """Await ``call``, giving it up (raising) if the activity is cancelled meanwhile.
 
     A threaded activity's cancellation does not interrupt the event loop, so
-    the call is watched every tenth of a second.
+    the call is watched every tenth of a second. A cancellation because the
+    run has closed is sat out for up to :data:`_GONE_WAIT` seconds: the call
+    is the hold's release of the test server's clock, whose lock the server
+    takes back when it ends, and which the hold then owes back (see
+    :func:`_give_back_orphaned_lock`).
     """
     task = asyncio.ensure_future(call)
+    gone_since: float | None = None
     try:
         while not task.done():
             if temporalio.activity.is_cancelled():
-                raise temporalio.exceptions.CancelledError("held attempt cancelled")
-            await asyncio.wait({task}, timeout=_PAUSE_SLICE)
+                if not _run_is_gone():
+                    raise temporalio.exceptions.CancelledError("held attempt cancelled")
+                gone_since = gone_since or time.monotonic()
+                if time.monotonic() - gone_since > _GONE_WAIT:
+                    raise temporalio.exceptions.CancelledError("held attempt's run closed")
+            try:
+                await asyncio.wait({task}, timeout=_PAUSE_SLICE)
+            except asyncio.CancelledError:
+                if not _run_is_gone():
+                    raise
         return task.result()
     finally:
         task.cancel()

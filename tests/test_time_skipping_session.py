@@ -254,6 +254,20 @@ class FailsAsItStartsAChild:
 
 
 @workflow.defn
+class OneRowInAMinute:
+    """One ``write_row`` with a 60 s start-to-close timeout, two attempts."""
+
+    @workflow.run
+    async def run(self, database: str, key: str) -> str:
+        return await workflow.execute_activity(
+            write_row,
+            args=[database, key],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=TWO_ATTEMPTS,
+        )
+
+
+@workflow.defn
 class NeverEnds:
     """Starts a child whose activity runs until cancelled, then waits for ever."""
 
@@ -285,6 +299,7 @@ TARGETS: dict[str, Any] = {
         ChildWithAnActivity,
         FailsWithItsChildOpen,
         FailsAsItStartsAChild,
+        OneRowInAMinute,
         NeverEnds,
         TwoSleeps,
     ],
@@ -502,9 +517,10 @@ def test_an_abandoned_child_is_left_running(
 
 
 def test_a_run_past_its_time_limit_is_terminated_and_says_what_it_waited_on(
-    harness: faults.testing.FaultHarness,
+    harness: faults.testing.FaultHarness, temporal_rotation_report: faults.testing.RotationReport
 ) -> None:
     """The error names each open run's pending activities; nothing of the run is left open."""
+    reruns = temporal_rotation_report.reruns
     workflow_id = faults.testing.unique_id("never-ends")
     with pytest.raises(TimeoutError) as caught:
         harness.run(NeverEnds.run, id=workflow_id, timeout=5)
@@ -515,6 +531,7 @@ def test_a_run_past_its_time_limit_is_terminated_and_says_what_it_waited_on(
     assert "run_until_cancelled attempt 1: STARTED" in message
     assert status(harness, workflow_id) == "TERMINATED"
     assert status(harness, f"{workflow_id}-child") == "TERMINATED"
+    assert temporal_rotation_report.reruns == reruns  # its own wait: not made again
     # Terminating the child around its running activity left the clock held: the
     # session's server was replaced, and later runs skip time as before.
     assert_timers_skipped(harness)
@@ -540,6 +557,31 @@ def test_an_attempt_held_past_its_timeout_gives_its_lock_back_when_its_run_close
     after = harness.loop.run(shared.probe(timedelta(seconds=2)))
     assert after is not None
     assert after.skips(SKIP_RATIO), f"the closed run's attempt kept the clock: {after.describe()}"
+
+
+def test_a_run_that_overran_on_a_clock_held_by_something_else_runs_again_on_a_fresh_server(
+    harness: faults.testing.FaultHarness,
+    temporal_rotation_report: faults.testing.RotationReport,
+    tmp_path: Path,
+) -> None:
+    """An extra lock on the session server's clock (a lost one, as far as the run can tell).
+
+    The run's only wait is an attempt a ``Timeout`` holds past its 60 s timeout;
+    it hands its own lock back, but the extra one keeps the clock at real speed,
+    so the run overruns its 10 s. That stall is the server's: the harness
+    replaces the server and makes the run again, which completes.
+    """
+    assert harness.loop is not None
+    service = harness.client.service_client.test_service
+    harness.loop.run(service.lock_time_skipping(LockTimeSkippingRequest()))
+    reruns = temporal_rotation_report.reruns
+    plan = ScriptedPlan((ScriptedFault("write_row", 1, Timeout()),))
+    outcome = harness.run(
+        OneRowInAMinute.run, str(tmp_path / "rows.sqlite"), "late", plan=plan, timeout=10
+    )
+    assert outcome.succeeded, outcome.describe()
+    assert temporal_rotation_report.reruns == reruns + 1
+    assert rows(tmp_path / "rows.sqlite") == ["late"]  # attempt 2, on the fresh server
 
 
 def test_the_java_server_itself_stops_skipping_after_a_child_outlives_its_parent(

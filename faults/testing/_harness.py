@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -14,7 +13,6 @@ from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import temporalio.client
-from google.protobuf.empty_pb2 import Empty
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import WorkflowFailureError, WorkflowHistory
@@ -24,7 +22,7 @@ from .._interceptor import injecting
 from .._log import FaultLog
 from .._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 from ._bridge import EventLoopThread
-from ._embedded import shares_clock_unlocks
+from ._embedded import ClockProbe, shared_clock_unlock, shares_clock_unlocks
 from ._orphans import close_orphans
 
 T = TypeVar("T")
@@ -37,8 +35,11 @@ DEFAULT_EXECUTION_TIMEOUT = timedelta(days=30)
 GIVE_UP_SECONDS = 15.0
 """Time allowed to survey, and then to terminate, a run the caller gave up on."""
 
-CLOCK_SURVEY_SECONDS = 0.5
-"""Real time over which the error of a run that overran measures the test server's clock."""
+OVERRUN_PROBE = timedelta(seconds=1)
+"""How far the clock is moved to see whether it skips, when a run overran."""
+
+OVERRUN_SKIP_RATIO = 2.0
+"""Below this many times real speed, the clock of a run that overran was standing still."""
 
 SURVEYED_ACTIVITIES = 8
 """Pending activities listed per open run in the error of a run that overran."""
@@ -215,6 +216,26 @@ def _pending_line(pending: PendingActivityInfo) -> str:
     return line
 
 
+@dataclass(frozen=True)
+class _Overrun:
+    """What :meth:`FaultHarness._give_up` found of a run that overran its time limit."""
+
+    survey: str
+    stalled_by_server: bool
+    """The test server's clock did not skip while everything the run waited on was an
+    attempt a ``Timeout`` held (which hands its own lock back): something else held the
+    session's clock, and the run's time went to the server, not to the workflow."""
+
+
+def _note(message: str) -> None:
+    try:
+        from hypothesis import currently_in_test_context, note
+    except ImportError:  # pragma: no cover - hypothesis is optional at run time
+        return
+    if currently_in_test_context():
+        note(message)
+
+
 class RunHooks(Protocol):
     """What a :class:`FaultHarness` tells of each run (``run_hooks=``)."""
 
@@ -224,6 +245,14 @@ class RunHooks(Protocol):
 
     async def after_run(self, histories: Sequence[WorkflowHistory]) -> None:
         """A run ended, with the histories of its runs and children (none if it failed early)."""
+        ...
+
+    async def replace_stalled_server(self) -> bool:
+        """A run overran while the server's clock stood still for reasons not its own.
+
+        Replace the server if that can be done now, and say whether it was:
+        :meth:`FaultHarness.run` then runs the workflow once more, on the new one.
+        """
         ...
 
 
@@ -270,7 +299,7 @@ class FaultHarness:
         run_hooks: RunHooks | None = None,
     ) -> None:
         self.run_hooks = run_hooks
-        self._given_up: dict[str, str] = {}
+        self._given_up: dict[str, _Overrun] = {}
         if isinstance(replay_every, bool) or not isinstance(replay_every, int) or replay_every < 1:
             raise ValueError(
                 f"FaultHarness(replay_every={replay_every!r}) must be an int >= 1: "
@@ -390,13 +419,17 @@ class FaultHarness:
     async def _give_up(self, workflow_id: str, run_id: str | None) -> None:
         """Say what an abandoned run was waiting on, then terminate it and its open children.
 
-        The survey (each open run's pending activities) is kept for
-        :meth:`run`'s error, which is all a caller learns of a run that hung.
+        The survey (each open run's pending activities, and on the time-skipping
+        test server whether its clock still skips) is kept for :meth:`run`,
+        which reports it, or runs the workflow again if the stall was the
+        server's (see :class:`_Overrun`).
         """
         lines: list[str] = []
         still_open: list[tuple[str, str]] = []
+        waits_on_held_only = True
 
         async def survey() -> None:
+            nonlocal waits_on_held_only
             async for (wid, rid), _ in self.executions(workflow_id, run_id):
                 described = await self.client.get_workflow_handle(wid, run_id=rid).describe()
                 if described.status != temporalio.client.WorkflowExecutionStatus.RUNNING:
@@ -405,15 +438,28 @@ class FaultHarness:
                 pending = described.raw_description.pending_activities
                 lines.append(f"  {wid} was open with {len(pending)} pending activities")
                 lines.extend(_pending_line(p) for p in pending[:SURVEYED_ACTIVITIES])
+                timeouts = {
+                    (i.activity, i.attempt)
+                    for i in self.log.for_workflow(wid)
+                    if i.kind == "timeout"
+                }
+                if any((p.activity_type.name, p.attempt) not in timeouts for p in pending):
+                    waits_on_held_only = False
 
-        try:
-            lines.append(await asyncio.wait_for(self._clock_survey(), GIVE_UP_SECONDS))
-        except (Exception, asyncio.TimeoutError):
-            pass  # not a test server
         try:
             await asyncio.wait_for(survey(), GIVE_UP_SECONDS)
         except (Exception, asyncio.TimeoutError) as err:
             lines.append(f"  (the survey of its runs stopped: {err!r})")
+            waits_on_held_only = False
+        probe: ClockProbe | None = None
+        shared = shared_clock_unlock(self.client)
+        if shared is not None:
+            try:
+                probe = await asyncio.wait_for(shared.probe(OVERRUN_PROBE), GIVE_UP_SECONDS)
+            except (Exception, asyncio.TimeoutError):
+                probe = None
+        if probe is not None:
+            lines.insert(0, f"  the test server's clock: {probe.describe()}")
         for wid, rid in reversed(still_open or [(workflow_id, run_id or "")]):
             try:
                 await asyncio.wait_for(
@@ -424,21 +470,10 @@ class FaultHarness:
                 )
             except (Exception, asyncio.TimeoutError):
                 pass  # it ended meanwhile, or the server is gone: nothing left to stop
-        self._given_up[workflow_id] = "\n".join(lines)
-
-    async def _clock_survey(self) -> str:
-        """How fast the time-skipping test server's clock moves now (raises on other servers)."""
-        service = self.client.service_client.test_service
-        first = await service.get_current_time(Empty())
-        begun = time.perf_counter()
-        await asyncio.sleep(CLOCK_SURVEY_SECONDS)
-        second = await service.get_current_time(Empty())
-        real = time.perf_counter() - begun
-        moved = (second.time.ToDatetime() - first.time.ToDatetime()).total_seconds()
-        return (
-            f"  the test server's clock read {first.time.ToDatetime():%Y-%m-%d %H:%M:%S} "
-            f"and moved {moved:.3f}s in {real:.3f}s of real time"
+        stalled_by_server = (
+            probe is not None and not probe.skips(OVERRUN_SKIP_RATIO) and waits_on_held_only
         )
+        self._given_up[workflow_id] = _Overrun("\n".join(lines), stalled_by_server)
 
     async def executions(
         self, workflow_id: str, run_id: str | None = None
@@ -499,17 +534,26 @@ class FaultHarness:
                 "FaultHarness.run() needs loop=EventLoopThread(); or await execute()"
             )
         workflow_id = id or unique_id(self.id_prefix)
-        try:
-            outcome = self.loop.run(
-                self.execute(workflow, *args, plan=plan, id=workflow_id, **options), timeout=timeout
-            )
-        except TimeoutError as err:
-            if workflow_id not in self._given_up:
-                raise  # not this harness's time limit
-            raise TimeoutError(
-                f"workflow {workflow_id} did not end within {timeout} s ({err}); "
-                f"it was terminated.\n{self._given_up.pop(workflow_id)}"
-            ) from None
+        for again in (True, False):
+            try:
+                outcome = self.loop.run(
+                    self.execute(workflow, *args, plan=plan, id=workflow_id, **options),
+                    timeout=timeout,
+                )
+                break
+            except TimeoutError as err:
+                overrun = self._given_up.pop(workflow_id, None)
+                if overrun is None:
+                    raise  # not this harness's time limit
+                hooks = self.run_hooks
+                if again and overrun.stalled_by_server and hooks is not None:
+                    if self.loop.run(hooks.replace_stalled_server(), timeout=120):
+                        _note(f"workflow {workflow_id} overran on a stalled server; run again")
+                        continue
+                raise TimeoutError(
+                    f"workflow {workflow_id} did not end within {timeout} s ({err}); "
+                    f"it was terminated.\n{overrun.survey}"
+                ) from None
         report_to_hypothesis(outcome)
         return outcome
 

@@ -78,6 +78,9 @@ if TYPE_CHECKING:
 DEFAULT_ROTATE_AFTER = 1000
 """Runs a session's test server serves before it is replaced (``--temporal-rotate-after``)."""
 
+STALLED = "time skipping lost"
+"""The reason of a replacement for a clock that no longer skips."""
+
 PROBE_SKIP = timedelta(milliseconds=250)
 """How far a probe moves the clock: a server that skips takes a round trip, a stuck one 0.25 s."""
 
@@ -315,6 +318,9 @@ class RotationReport:
     """Of the rotations' time, how much starting the new servers took."""
     rotate_after: int = 0
     """Runs a server serves before it is replaced (0: replaced only when its clock is stuck)."""
+    reruns: int = 0
+    """Runs that overran while the clock stood still for reasons not their own, made again on
+    a fresh server."""
 
     def describe(self) -> str:
         """A few lines for the end of a test session."""
@@ -329,6 +335,8 @@ class RotationReport:
             lines.append(f"  {len(times)} x {reason} (mean {sum(times) / len(times):.2f}s each)")
         if self.rotations:
             lines.append(f"  of which starting servers: {self.server_start_seconds:.2f}s")
+        if self.reruns:
+            lines.append(f"  runs made again on a fresh server after a stall: {self.reruns}")
         lines.extend(f"  not rotated: {why}" for why in self.blocked)
         return "\n".join(lines)
 
@@ -417,6 +425,19 @@ class ServerRotation:
             if self._suspect and self._in_flight == 0:
                 await self._checkpoint(boundary=False)
 
+    async def replace_stalled_server(self) -> bool:
+        """A run overran while the clock stood still for reasons not its own: replace the server.
+
+        Returns whether it was replaced (not if anything else is in flight or
+        the usual blockers hold); the report counts it in ``reruns``.
+        """
+        async with self._serialised():
+            if self._in_flight or await self._blocker() is not None:
+                return False
+            await self._rotate(f"{STALLED} (a run overran on it)")
+            self.report.reruns += 1
+            return True
+
     async def checkpoint(self) -> None:
         """Between tests: probe the clock if anything ran since the last probe, rotate if due."""
         async with self._serialised():
@@ -450,7 +471,7 @@ class ServerRotation:
             if probe.skips(SKIP_RATIO):
                 return
             self.report.stuck.append(probe)
-            reason = f"time skipping lost ({probe.describe()})"
+            reason = f"{STALLED} ({probe.describe()})"
         if not reason:
             return
         blocker = await self._blocker()
