@@ -24,6 +24,7 @@ from .._plan import FaultPlan, Injection, check_plan_against, plan_to_json
 from ._bridge import EventLoopThread
 from ._embedded import ClockProbe, shared_clock_unlock, shares_clock_unlocks
 from ._orphans import close_orphans
+from ._rotation import SKIP_RATIO
 
 T = TypeVar("T")
 
@@ -37,9 +38,6 @@ GIVE_UP_SECONDS = 15.0
 
 OVERRUN_PROBE = timedelta(seconds=1)
 """How far the clock is moved to see whether it skips, when a run overran."""
-
-OVERRUN_SKIP_RATIO = 2.0
-"""Below this many times real speed, the clock of a run that overran was standing still."""
 
 SURVEYED_ACTIVITIES = 8
 """Pending activities listed per open run in the error of a run that overran."""
@@ -470,9 +468,7 @@ class FaultHarness:
                 )
             except (Exception, asyncio.TimeoutError):
                 pass  # it ended meanwhile, or the server is gone: nothing left to stop
-        stalled_by_server = (
-            probe is not None and not probe.skips(OVERRUN_SKIP_RATIO) and waits_on_held_only
-        )
+        stalled_by_server = probe is not None and not probe.skips(SKIP_RATIO) and waits_on_held_only
         self._given_up[workflow_id] = _Overrun("\n".join(lines), stalled_by_server)
 
     async def executions(
