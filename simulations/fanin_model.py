@@ -2,10 +2,14 @@
 
 A scenario is a batch (size, chunk size, window, children or not, activities
 or local activities, failure policy) and a fault plan over the batch's
-activities, optionally aimed at one chunk by its key. The property: the
+activities, optionally aimed at one chunk by its key; an entry may be an
+outage through every attempt the retry policy allows. The property: the
 aggregate holds every record exactly once, and the failed set is exactly the
 records whose processing failed permanently (invalid records and chunks whose
-activity failed for good).
+activity failed for good, read from the fault log); a fail-fast batch names the
+first failed record of a failed chunk; and the history has the batch's shape
+(children only above ``segment_size``, chunks run as the kind of activity the
+configuration asks for).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import temporalio.client
 from hypothesis import event
 from hypothesis import strategies as st
+from temporalio.api.enums.v1 import EventType
 
 import faults
 import faults.testing
@@ -24,6 +30,7 @@ from faults.strategies import scripted_faults
 from patterns.fanout import (
     FAILURE_POLICIES,
     RECORD_FAILED_TYPE,
+    RETRY_POLICY,
     BatchConfig,
     BatchRequest,
     BatchResult,
@@ -70,14 +77,15 @@ def scenarios(
         io_seconds=0,
     )
     keys = _chunk_keys(count, chunk_size)
+    # Single faults of every kind on attempts 1-2, or a failing outage that may last
+    # through every attempt the retry policy allows (a chunk that fails for good).
+    one_fault = scripted_faults(
+        CHUNK_HEAVY, max_attempt=2, max_delay=0.02, allow_non_retryable=True
+    )
+    outage = scripted_faults(CHUNK_HEAVY, kinds=("fail", "outage"), outage_through_all=True)
     entries = draw(
         st.lists(
-            st.tuples(
-                scripted_faults(
-                    CHUNK_HEAVY, max_attempt=2, max_delay=0.02, allow_non_retryable=True
-                ),
-                st.none() | st.sampled_from(keys),
-            ),
+            st.tuples(one_fault | outage, st.none() | st.sampled_from(keys)),
             max_size=5,
         ),
         label="faults",
@@ -85,7 +93,11 @@ def scenarios(
     plan = faults.ScriptedPlan(
         tuple(
             faults.ScriptedFault(
-                f.activity, f.attempt, f.fault, key if f.activity == "process_chunk" else None
+                f.activity,
+                f.attempt,
+                f.fault,
+                key if f.activity == "process_chunk" else None,
+                f.through,
             )
             for f, key in entries
         )
@@ -102,14 +114,121 @@ def scenarios(
     return Scenario(request, plan)
 
 
+_ATTEMPT_FAILING = ("fail", "timeout")
+"""Injected kinds that fail the attempt they land on."""
+
+
 def _permanent(injection: faults.Injection) -> bool:
-    return injection.kind == "fail" and "non-retryable" in injection.detail
+    """Whether the injection failed its call for good: non-retryable, or on its last attempt."""
+    if injection.kind not in _ATTEMPT_FAILING:
+        return False
+    return "non-retryable" in injection.detail or injection.attempt >= RETRY_POLICY.maximum_attempts
+
+
+def _chunks(request: BatchRequest) -> list[range]:
+    """The record ranges of the batch's chunks: each segment is cut into chunks from its start."""
+    count, config = request.count, request.config
+    segment = count if count <= config.segment_size else config.segment_size
+    return [
+        range(start, min(start + config.chunk_size, end))
+        for first in range(0, count, segment)
+        for end in [min(first + segment, count)]
+        for start in range(first, end, config.chunk_size)
+    ]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What one workflow's history shows of how it ran its records."""
+
+    children: tuple[str, ...]
+    """Ids of the child workflows it started (the server's started events)."""
+    initiated: tuple[str, ...]
+    """Ids of the child workflows it asked for, started or not."""
+    activities: int
+    """``process_chunk`` activities it scheduled."""
+    local: int
+    """Local activities it recorded (markers)."""
+
+
+async def _shape(client: temporalio.client.Client, workflow_id: str) -> _Shape:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    children: list[str] = []
+    initiated: list[str] = []
+    activities = local = 0
+    for e in history.events:
+        kind = e.event_type
+        if kind == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            initiated.append(
+                e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            )
+        elif kind == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+            started = e.child_workflow_execution_started_event_attributes
+            children.append(started.workflow_execution.workflow_id)
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled = e.activity_task_scheduled_event_attributes
+            activities += scheduled.activity_type.name == "process_chunk"
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            local += e.marker_recorded_event_attributes.marker_name == _LOCAL_ACTIVITY_MARKER
+    return _Shape(tuple(children), tuple(initiated), activities, local)
+
+
+_LOCAL_ACTIVITY_MARKER = "core_local_activity"
+"""The marker the SDK records in the history for each local activity's result."""
+
+
+def _check_shape(
+    harness: faults.testing.FaultHarness, request: BatchRequest, workflow_id: str, completed: bool
+) -> None:
+    """Assert, from the histories, that the batch ran in the shape its configuration asks for."""
+    config, loop = request.config, harness.loop
+    assert loop is not None, "the harness runs no event loop"
+    top = loop.run(_shape(harness.client, workflow_id))
+    if request.count <= config.segment_size:
+        assert not top.initiated, (
+            f"a batch of {request.count} <= segment_size {config.segment_size} "
+            f"started children {list(top.initiated)} (history)"
+        )
+        shapes = [top]
+    else:
+        segments = [
+            f"{workflow_id}-segment-{s}" for s in range(0, request.count, config.segment_size)
+        ]
+        assert top.activities == top.local == 0, (
+            f"a batch of {request.count} > segment_size {config.segment_size} ran "
+            f"{top.activities + top.local} chunk(s) itself (history)"
+        )
+        assert sorted(set(top.initiated)) == sorted(top.initiated), (
+            f"a segment child asked for twice: {list(top.initiated)} (history)"
+        )
+        assert set(top.initiated) <= set(segments), (
+            f"children {sorted(set(top.initiated) - set(segments))} are not segments "
+            f"of {config.segment_size} records (history)"
+        )
+        if completed:
+            assert sorted(top.children) == sorted(segments), (
+                f"completed batch started children {list(top.children)}, "
+                f"not the segments {segments} (history)"
+            )
+        shapes = [loop.run(_shape(harness.client, c)) for c in top.children]
+    wrong = sum(s.activities if config.local_activities else s.local for s in shapes)
+    asked = "local activities" if config.local_activities else "activities"
+    assert not wrong, f"chunks asked to run as {asked} ran {wrong} time(s) as the other kind"
+
+
+def _check_named(request: BatchRequest, named: str, expected_failed: set[str]) -> None:
+    """A fail-fast batch names a failed record, the first failed one of its chunk."""
+    assert named in expected_failed, f"fail-fast named {named}, not a failed record"
+    [chunk] = [c for c in _chunks(request) if named in map(record_id, c)]
+    first = next(record_id(n) for n in chunk if record_id(n) in expected_failed)
+    assert named == first, f"fail-fast named {named}, not the first failed record {first}"
 
 
 def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workflow: Any) -> None:
     """Run the scenario and assert the fan-in property (raises ``AssertionError`` if it fails)."""
     request = scenario.request
     outcome = harness.run(workflow, request, plan=scenario.plan)
+    _check_shape(harness, request, outcome.workflow_id, outcome.succeeded)
     ours = [
         i for i in harness.log.records()
         if i.workflow_id == outcome.workflow_id
@@ -136,8 +255,7 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"
         cause = outcome.cause
         if getattr(cause, "type", None) == RECORD_FAILED_TYPE:
-            named = str(getattr(cause, "message", "")).split()[1]
-            assert named in expected_failed, f"fail-fast named {named}, not a failed record"
+            _check_named(request, str(getattr(cause, "message", "")).split()[1], expected_failed)
         else:
             assert seal_failed, f"batch failed for an unexpected reason: {cause}"
         return
