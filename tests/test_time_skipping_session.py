@@ -537,6 +537,17 @@ def test_a_run_past_its_time_limit_is_terminated_and_says_what_it_waited_on(
     assert_timers_skipped(harness)
 
 
+def test_a_run_given_up_outside_run_leaves_no_survey_behind(
+    harness: faults.testing.FaultHarness,
+) -> None:
+    """``run_many`` past its time limit terminates its runs; their surveys are not kept."""
+    with pytest.raises(TimeoutError):
+        harness.run_many(NeverEnds.run, [(), ()], timeout=5)
+    assert harness._given_up == {}
+    assert harness.loop is not None
+    assert harness.loop.run(open_workflows(harness.client), timeout=60) == []
+
+
 def test_an_attempt_held_past_its_timeout_gives_its_lock_back_when_its_run_closes_first(
     fresh_server_fault_harness: Any, tmp_path: Path
 ) -> None:

@@ -298,6 +298,9 @@ class FaultHarness:
     ) -> None:
         self.run_hooks = run_hooks
         self._given_up: dict[str, _Overrun] = {}
+        """Surveys of overrun runs, kept only for the :meth:`run` calls waiting on them."""
+        self._watched: set[str] = set()
+        """Ids of the runs a :meth:`run` call is waiting on."""
         if isinstance(replay_every, bool) or not isinstance(replay_every, int) or replay_every < 1:
             raise ValueError(
                 f"FaultHarness(replay_every={replay_every!r}) must be an int >= 1: "
@@ -389,7 +392,11 @@ class FaultHarness:
             given_up = asyncio.ensure_future(
                 self._give_up(workflow_id, handle.first_execution_run_id)
             )
-            await asyncio.shield(given_up)
+            while not given_up.done():
+                try:
+                    await asyncio.shield(given_up)
+                except asyncio.CancelledError:
+                    continue  # cancelled again (run_many stops its other runs): still wait
             raise
         runs = set()
         replays = self._replays
@@ -469,7 +476,8 @@ class FaultHarness:
             except (Exception, asyncio.TimeoutError):
                 pass  # it ended meanwhile, or the server is gone: nothing left to stop
         stalled_by_server = probe is not None and not probe.skips(SKIP_RATIO) and waits_on_held_only
-        self._given_up[workflow_id] = _Overrun("\n".join(lines), stalled_by_server)
+        if workflow_id in self._watched:  # nobody reads the survey of a run given up otherwise
+            self._given_up[workflow_id] = _Overrun("\n".join(lines), stalled_by_server)
 
     async def executions(
         self, workflow_id: str, run_id: str | None = None
@@ -530,26 +538,31 @@ class FaultHarness:
                 "FaultHarness.run() needs loop=EventLoopThread(); or await execute()"
             )
         workflow_id = id or unique_id(self.id_prefix)
-        for again in (True, False):
-            try:
-                outcome = self.loop.run(
-                    self.execute(workflow, *args, plan=plan, id=workflow_id, **options),
-                    timeout=timeout,
-                )
-                break
-            except TimeoutError as err:
-                overrun = self._given_up.pop(workflow_id, None)
-                if overrun is None:
-                    raise  # not this harness's time limit
-                hooks = self.run_hooks
-                if again and overrun.stalled_by_server and hooks is not None:
-                    if self.loop.run(hooks.replace_stalled_server(), timeout=120):
-                        _note(f"workflow {workflow_id} overran on a stalled server; run again")
-                        continue
-                raise TimeoutError(
-                    f"workflow {workflow_id} did not end within {timeout} s ({err}); "
-                    f"it was terminated.\n{overrun.survey}"
-                ) from None
+        self._watched.add(workflow_id)
+        try:
+            for again in (True, False):
+                try:
+                    outcome = self.loop.run(
+                        self.execute(workflow, *args, plan=plan, id=workflow_id, **options),
+                        timeout=timeout,
+                    )
+                    break
+                except TimeoutError as err:
+                    overrun = self._given_up.pop(workflow_id, None)
+                    if overrun is None:
+                        raise  # not this harness's time limit
+                    hooks = self.run_hooks
+                    if again and overrun.stalled_by_server and hooks is not None:
+                        if self.loop.run(hooks.replace_stalled_server(), timeout=120):
+                            _note(f"workflow {workflow_id} overran on a stalled server; run again")
+                            continue
+                    raise TimeoutError(
+                        f"workflow {workflow_id} did not end within {timeout} s ({err}); "
+                        f"it was terminated.\n{overrun.survey}"
+                    ) from None
+        finally:
+            self._watched.discard(workflow_id)
+            self._given_up.pop(workflow_id, None)
         report_to_hypothesis(outcome)
         return outcome
 
@@ -584,9 +597,16 @@ class FaultHarness:
                 return await self.execute(workflow, *run_args, plan=run_plan)
 
         async def _all() -> list[RunOutcome[T]]:
-            return list(
-                await asyncio.gather(*(_one(a, p) for a, p in zip(args, each, strict=True)))
-            )
+            tasks = [asyncio.ensure_future(_one(a, p)) for a, p in zip(args, each, strict=True)]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                # gather() returns at the first run that raises (or ends cancelled); the
+                # others are cancelled here and waited for, so each gives up its run first.
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
 
         if self.loop is None:
             raise RuntimeError("FaultHarness.run_many() needs loop=EventLoopThread()")
