@@ -4,14 +4,14 @@
 * ``ci`` (default when ``CI`` is set): 200 examples per property, derandomised.
 * ``ci-large``: 600 examples per property, derandomised; CI's separate stage runs each
   simulation property once under it.
-* ``mutation``: derandomised, 100 examples or ``MUTATION_EXAMPLES``; each mutant's simulation
-  run (``python -m mutation``).
+* ``mutation``: derandomised, 100 examples or ``MUTATION_EXAMPLES``, no shrinking (the first
+  failure kills a mutant); each mutant's simulation run (``python -m mutation``).
 * ``thorough``: thousands of examples; ``pytest simulations --hypothesis-profile=thorough``.
 """
 
 import os
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 _COMMON = dict(
     deadline=None,
@@ -26,6 +26,7 @@ settings.register_profile(
     max_examples=int(os.environ.get("MUTATION_EXAMPLES", "100")),
     derandomize=True,
     database=None,
+    phases=(Phase.explicit, Phase.generate),
     **_COMMON,
 )
 settings.register_profile("thorough", max_examples=5000, **_COMMON)
