@@ -39,6 +39,8 @@ from patterns.fanout import (
     record_id,
 )
 
+from . import RUN_SECONDS
+
 ACTIVITY_NAMES = ("process_chunk", "seal_batch")
 CHUNK_HEAVY = ("process_chunk", "process_chunk", "seal_batch")
 """Fault targets, drawn two to one in favour of the chunks."""
@@ -227,7 +229,7 @@ def _check_named(request: BatchRequest, named: str, expected_failed: set[str]) -
 def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workflow: Any) -> None:
     """Run the scenario and assert the fan-in property (raises ``AssertionError`` if it fails)."""
     request = scenario.request
-    outcome = harness.run(workflow, request, plan=scenario.plan)
+    outcome = harness.run(workflow, request, plan=scenario.plan, timeout=RUN_SECONDS)
     _check_shape(harness, request, outcome.workflow_id, outcome.succeeded)
     ours = [
         i for i in harness.log.records()

@@ -15,6 +15,8 @@ from faults.strategies import scripted_plans
 from patterns.saga import OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
+from . import RUN_SECONDS
+
 Business = Literal["accepted", "declined", "out_of_stock", "not_served"]
 
 
@@ -87,7 +89,7 @@ def run_case(
         country="AQ" if case.business == "not_served" else None,
         short=case.business == "out_of_stock",
     )
-    outcome = harness.run(workflow.run, order, case.settings, plan=case.plan)
+    outcome = harness.run(workflow.run, order, case.settings, plan=case.plan, timeout=RUN_SECONDS)
     assert harness.loop is not None
     run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
     broken = order_violations(services, order, run, before)
