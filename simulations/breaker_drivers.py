@@ -17,15 +17,26 @@ from patterns.breaker import (
     BreakerView,
     CircuitBreakerEntity,
     Decision,
+    Permit,
     Transition,
 )
+
+
+def _issue_order(permit: Permit) -> int:
+    """The permit's place in its breaker's issue order (ids count up: ``p1``, ``p2``, ...)."""
+    return int(permit.id.removeprefix("p"))
 
 
 class Driver(Protocol):
     """One breaker under test, on a clock the simulation advances."""
 
     def acquire(self, callers: int) -> list[Decision]: ...
-    def record(self, permit_id: str, success: bool, seconds: float) -> BreakerView: ...
+    def record(
+        self, permit_id: str, success: bool, seconds: float
+    ) -> tuple[BreakerView, bool | None]:
+        """Report a call; the view after it, and whether it counted (``None``: not said)."""
+        ...
+
     def advance(self, seconds: float) -> None: ...
     def force_open(self) -> None: ...
     def reset(self) -> None: ...
@@ -44,9 +55,11 @@ class MachineDriver:
     def acquire(self, callers: int) -> list[Decision]:
         return [self.machine.acquire(self.now) for _ in range(callers)]
 
-    def record(self, permit_id: str, success: bool, seconds: float) -> BreakerView:
-        self.machine.record(permit_id, success, seconds, self.now)
-        return self.machine.view()
+    def record(
+        self, permit_id: str, success: bool, seconds: float
+    ) -> tuple[BreakerView, bool | None]:
+        counted = self.machine.record(permit_id, success, seconds, self.now)
+        return self.machine.view(), counted
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -107,11 +120,17 @@ class EntityDriver:
             return [a.permit or a.rejected for a in answers]  # type: ignore[misc]
 
         decisions: list[Decision] = self._run(many())
+        # Concurrent Updates are answered in any order; the model needs the order the entity
+        # issued the permits in (of two permits due at one time, the older times out first).
+        permits = sorted((d for d in decisions if isinstance(d, Permit)), key=_issue_order)
+        decisions = permits + [d for d in decisions if not isinstance(d, Permit)]
         return decisions
 
-    def record(self, permit_id: str, success: bool, seconds: float) -> BreakerView:
+    def record(
+        self, permit_id: str, success: bool, seconds: float
+    ) -> tuple[BreakerView, bool | None]:
         view: BreakerView = self._run(self.client.record(permit_id, success, seconds))
-        return view
+        return view, None  # the entity's Update answers with its view only
 
     def advance(self, seconds: float) -> None:
         self._run(self.env.sleep(seconds))

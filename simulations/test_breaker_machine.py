@@ -82,7 +82,9 @@ def to_config(cfg: ModelConfig) -> BreakerConfig:
     )
 
 
-DURATIONS = {"ok": 0.5, "fail": 0.5, "slow": SLOW_SECONDS}
+DURATIONS = {"ok": 0.5, "fail": 0.5, "slow": SLOW_SECONDS, "slower": 1.5 * SLOW_SECONDS}
+"""Seconds a call lasted: a slow call succeeded, in exactly the bound or longer."""
+OUTCOMES = tuple(DURATIONS)
 
 
 def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBasedStateMachine]:
@@ -147,7 +149,7 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             self.model.granted([p.id for p in granted])
             return multiple(*(p.id for p in granted))
 
-        @rule(permit=consumes(permits), outcome=st.sampled_from(["ok", "fail", "slow"]))
+        @rule(permit=consumes(permits), outcome=st.sampled_from(OUTCOMES))
         def complete(self, permit: str, outcome: str) -> None:
             assert self.driver is not None and self.model is not None
             self._step(f"complete({permit}, {outcome})")
@@ -155,11 +157,17 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             # Read before the report: a transition empties the model's window.
             before, probes_ok = self.model.state, self.model.probes_ok
             calls_before = len(self.model.outcomes)
-            view = self.driver.record(permit, outcome == "ok", DURATIONS[outcome])
-            counted = self.model.report(permit, outcome == "ok", DURATIONS[outcome])
+            succeeded, seconds = outcome != "fail", DURATIONS[outcome]
+            # A call that succeeded counts as a success unless it was slow.
+            good = succeeded and (cfg.slow_seconds is None or seconds < cfg.slow_seconds)
+            view, said = self.driver.record(permit, succeeded, seconds)
+            counted = self.model.report(permit, succeeded, seconds)
+            assert said in (None, counted), (
+                f"record() said the report counted: {said}; the model: {counted}"
+            )
             if before == "closed" and view.state == "open":
                 assert counted, "opened on the report of a permit that no longer counts"
-                if outcome == "ok":
+                if good:
                     # A success ends any streak and never raises the failure rate (a window
                     # below full gains a success, a full one trades its oldest outcome for
                     # one), and a window of minimum_calls or more was judged on the call
@@ -170,7 +178,7 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
                         f"before it and minimum_calls={cfg.minimum}"
                     )
             if view.state == "closed" and before == "half_open":
-                assert outcome == "ok" and probes_ok + 1 == cfg.probes, (
+                assert good and probes_ok + 1 == cfg.probes, (
                     f"closed after {probes_ok} successful probes and a {outcome} one"
                 )
             assert view.state == self.model.state, (
@@ -192,7 +200,7 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             finally:
                 self.in_macro = False
 
-        @rule(outcomes=st.lists(st.sampled_from(["ok", "fail", "slow"]), min_size=1, max_size=4))
+        @rule(outcomes=st.lists(st.sampled_from(OUTCOMES), min_size=1, max_size=4))
         def traffic(self, outcomes: list[str]) -> None:
             """A macro step: callers acquire permits together, then report these outcomes in order.
 
@@ -209,7 +217,7 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             finally:
                 self.in_macro = False
 
-        @rule(outcomes=st.lists(st.sampled_from(["ok", "ok", "fail", "slow"]), max_size=3))
+        @rule(outcomes=st.lists(st.sampled_from(["ok", "ok", *OUTCOMES[1:]]), max_size=3))
         def recover(self, outcomes: list[str]) -> None:
             """A macro step: wait out the open period, then probes report these outcomes.
 
