@@ -45,8 +45,20 @@ A fault can make a run call more (a compensation after an injected failure); an
 entry on a call that never happens would inject nothing, so plans aim here."""
 
 
+KINDS = ("fail", "outage", "duplicate")
+"""The fault kinds of the main property: fails, outages over several attempts, lost
+completions. No delays: the saga's 10 s timeouts make a short delay change nothing, and a
+long one costs real time."""
+
+DISRUPTIONS = ("timeout", "restart", "cancel", "fail")
+"""The kinds of the disruption property: the server's own timeout of a step (about a second
+of real time each: the server's clock skips to just before it), a worker restart that
+replays the order from a cold cache, a cancellation of the order at a call; and fails, so a
+disruption can meet a step that fails for good."""
+
+
 @st.composite
-def _cases(draw: st.DrawFn) -> SagaCase:
+def _cases(draw: st.DrawFn, kinds: tuple[str, ...]) -> SagaCase:
     business: Business = draw(
         st.sampled_from(["accepted", "declined", "out_of_stock", "not_served"])
     )
@@ -61,19 +73,17 @@ def _cases(draw: st.DrawFn) -> SagaCase:
         )
     )
     # Outages up to attempt 3 cover every attempt of a step (step_attempts <= 3): a step
-    # whose completion is lost on every attempt is one entry. No delays: the saga's 10 s
-    # timeouts make a short delay change nothing, and a long one costs real time.
-    plan = draw(
-        scripted_plans(
-            CALLS[business], kinds=("fail", "outage", "duplicate"), max_attempt=3, min_faults=1
-        )
-    )
+    # whose completion is lost on every attempt is one entry.
+    plan = draw(scripted_plans(CALLS[business], kinds=kinds, max_attempt=3, min_faults=1))
     return SagaCase(draw(st.integers(0, 2**32 - 1)), business, settings, plan)
 
 
-saga_cases = _cases()
+saga_cases = _cases(KINDS)
 """Cases that shrink toward an accepted order, one attempt per step, compensations one at a
 time that go on past a failure, and one fault on a call the order makes."""
+
+disrupted_saga_cases = _cases(DISRUPTIONS)
+"""Cases as :data:`saga_cases` whose plans draw :data:`DISRUPTIONS`."""
 
 
 def run_case(

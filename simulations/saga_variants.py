@@ -24,10 +24,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-)
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from patterns._sqlite import transaction
@@ -73,6 +70,8 @@ class Breakage(enum.Enum):
     """A failed order names none of the compensations that completed."""
     LIMIT_IN_DOLLARS = "limit in dollars"
     """A spending limit in cents compared with a total in dollars: large orders fail, undone."""
+    UNCOMPENSATED_CANCELLATION = "uncompensated cancellation"
+    """A cancelled order stops where it is: nothing it did is undone."""
 
 
 def _execute(
@@ -200,6 +199,9 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         else:
             await saga.pivot(ship, compensation=compensations[2])
     except (Exception, asyncio.CancelledError) as err:
+        cancelled = isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err)
+        if breakage is Breakage.UNCOMPENSATED_CANCELLATION and cancelled:
+            raise
         report = await _compensate(saga, breakage, registered)
         if isinstance(err, asyncio.CancelledError):
             raise
@@ -337,3 +339,16 @@ class LimitInDollarsSaga:
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.LIMIT_IN_DOLLARS`."""
         return await process_order(order, settings, Breakage.LIMIT_IN_DOLLARS)
+
+
+@workflow.defn(sandboxed=False)
+class UncompensatedCancellationSaga:
+    """Breaks atomicity under cancellation: a cancelled order undoes nothing.
+
+    Only a cancellation that arrives after a step committed exposes it.
+    """
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.UNCOMPENSATED_CANCELLATION`."""
+        return await process_order(order, settings, Breakage.UNCOMPENSATED_CANCELLATION)

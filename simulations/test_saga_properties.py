@@ -1,14 +1,15 @@
 """The saga invariants under drawn orders, business outcomes, settings and fault plans.
 
 Every example runs one order saga on the time-skipping server under a scripted
-fault plan (fail, delay, duplicate on any step or compensation) and checks,
-from the services database and the workflow history only (never from what the
-workflow reports about itself), that:
+fault plan aimed at the calls the order makes (fails, outages, lost completions;
+in the disruption property the server's own timeouts, worker restarts and
+cancellations of the order) and checks, from the services database and the
+workflow history only (never from what the workflow reports about itself), that:
 
 1. semantic atomicity holds; 2. compensations ran in reverse order;
 3. effects happened exactly once; 4. nothing was compensated after the pivot;
 5. every compensation that failed for good was reported, and only those;
-6. a completed order's post-pivot steps were done.
+6. a completed order's post-pivot steps were done; 7. an order failed only for a cause.
 
 (``patterns.saga._invariants`` says which evidence each one reads.) The same
 property holds for :class:`~simulations.saga_variants.FaithfulOrderSaga`, the
@@ -28,7 +29,7 @@ import faults.testing
 from patterns.saga import OrderActivities, OrderSaga, OrderServices
 from patterns.saga._invariants import INVARIANTS
 
-from .saga_cases import SagaCase, minimal, run_case, saga_cases
+from .saga_cases import SagaCase, disrupted_saga_cases, minimal, run_case, saga_cases
 from .saga_variants import (
     CompensateAfterStepSaga,
     FaithfulOrderSaga,
@@ -38,6 +39,7 @@ from .saga_variants import (
     NonIdempotentRefundActivities,
     NoPivotSaga,
     SilentCompensationSaga,
+    UncompensatedCancellationSaga,
     UnconfirmedCompletionSaga,
     UnreportedCompensationSaga,
 )
@@ -70,9 +72,26 @@ def test_the_variants_unbroken_copy_holds_them_too(
     assert run_case(faithful, FaithfulOrderSaga, services, case) == {}
 
 
+DISRUPTED_EXAMPLES = max(1, settings.default.max_examples // 4)
+"""Examples per disruption property: a quarter of the profile's (50 under ``ci``, 1,250 under
+``thorough``), since a timeout costs about a second of real time."""
+
+
+@pytest.mark.parametrize("workflow", [OrderSaga, FaithfulOrderSaga], ids=lambda w: w.__name__)
+@settings(max_examples=DISRUPTED_EXAMPLES)
+@given(case=disrupted_saga_cases)
+def test_saga_invariants_hold_under_timeouts_restarts_and_cancellations(
+    fault_harness: Any, services: OrderServices, workflow: type, case: SagaCase
+) -> None:
+    """The server times a step out, a worker restart replays the order, the order is cancelled."""
+    harness = fault_harness(workflows=[workflow], activities=OrderActivities(services).activities())
+    assert run_case(harness, workflow, services, case) == {}
+
+
 VARIANTS = [
     ("1 semantic atomicity", CompensateAfterStepSaga, OrderActivities),
     ("1 semantic atomicity", LyingCompensationSaga, OrderActivities),
+    ("1 semantic atomicity", UncompensatedCancellationSaga, OrderActivities),
     ("2 compensations in reverse order", FirstInFirstOutSaga, OrderActivities),
     ("3 exactly-once effects", OrderSaga, NonIdempotentRefundActivities),
     ("4 nothing compensated after the pivot", NoPivotSaga, OrderActivities),
@@ -81,6 +100,14 @@ VARIANTS = [
     ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
     ("7 failed only for a cause", LimitInDollarsSaga, OrderActivities),
 ]
+
+
+DRAWN_FROM = {UncompensatedCancellationSaga: disrupted_saga_cases}
+"""Variants caught by the disruption property; the others by the main one."""
+
+SHRINK_RUNS = 150
+"""Runs a variant's search may spend shrinking after its first catch. Counted, not timed, so
+shrinking ends alike on every machine (Hypothesis's own cap is 300 s of shrinking)."""
 
 
 def test_every_invariant_has_a_broken_variant() -> None:
@@ -100,6 +127,8 @@ def test_each_property_catches_its_broken_variant(
     caught_at: list[int] = []
 
     def violates(case: SagaCase) -> bool:
+        if caught_at and len(tried) >= caught_at[0] + SHRINK_RUNS:
+            return False  # the shrink budget is spent: keep the smallest case found so far
         tried.append(case)
         if prop in run_case(broken, workflow, services, case):
             caught_at.append(len(tried))
@@ -107,7 +136,7 @@ def test_each_property_catches_its_broken_variant(
         return False
 
     shrunk = find(
-        saga_cases,
+        DRAWN_FROM.get(workflow, saga_cases),
         violates,
         settings=settings(
             # A bug that needs a step's completion lost on every attempt is drawn about
