@@ -34,7 +34,7 @@ import pytest
 from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
-from faults.testing import RunOutcome, explore, unique_id
+from faults.testing import ALL_SHAPES, RunOutcome, explore, unique_id
 from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
 from patterns.saga import Order, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
@@ -45,11 +45,14 @@ from simulations.fanin_variants import (
     ValueKeyedActivities,
 )
 from simulations.saga_cases import SagaCase, run_case, saga_cases
+from simulations.test_saga_properties import DRAWN_FROM, SHRINK_RUNS
 from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 
 RESULTS = Path(__file__).parent / "results" / "search_power.json"
 BUDGET = 200
 """Examples per search: the ``ci`` profile's budget."""
+SMOKE_SHRINK_RUNS = 20
+"""Shrink runs per search in a smoke run (``--benchmark-disable``), which writes nothing."""
 
 each_saga_variant = pytest.mark.parametrize(
     ("prop", "workflow", "activities"),
@@ -78,13 +81,30 @@ class Search:
         return violated
 
 
-def search(strategy: Any, violates: Callable[[Any], bool], seed: int) -> tuple[Search, Any]:
-    """Hypothesis's search for a violating example at :data:`BUDGET`, from ``seed``."""
+def search(
+    strategy: Any, violates: Callable[[Any], bool], seed: int, shrink_runs: int = SHRINK_RUNS
+) -> tuple[Search, Any]:
+    """Hypothesis's search for a violating example at :data:`BUDGET`, from ``seed``.
+
+    Shrinking stops ``shrink_runs`` runs after the first violation, as in the simulations.
+    """
     measured = Search()
+    violating: list[Any] = []
+
+    def judge(example: Any) -> bool:
+        if measured.examples is not None and measured.tried >= measured.examples + shrink_runs:
+            # The shrink budget is spent: only an example already seen to violate (Hypothesis
+            # runs the smallest once more at the end) still does, without running again.
+            return example in violating
+        if measured.saw(violates(example)):
+            violating.append(example)
+            return True
+        return False
+
     try:
         shrunk = find(
             strategy,
-            lambda example: measured.saw(violates(example)),
+            judge,
             settings=settings(
                 max_examples=BUDGET, database=None, suppress_health_check=list(HealthCheck)
             ),
@@ -222,6 +242,7 @@ def test_systematic_exploration_of_each_saga_variant(
         kwargs={
             "check": _saga_check(broken, services, before),
             "fresh_args": fresh_order,
+            "shapes": ALL_SHAPES,  # the invariants cover cancelled orders too
             "budget": 40 if benchmark.disabled else 400,  # a smoke run (CI): 40
         },
         rounds=1,
@@ -260,9 +281,10 @@ def test_random_search_catches_each_saga_variant(
     def searches_from_every_seed() -> None:
         for seed in seeds(request):
             measured, shrunk = search(
-                saga_cases,
+                DRAWN_FROM.get(workflow, saga_cases),
                 lambda case: prop in run_case(broken, workflow, services, case),
                 seed,
+                shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
             )
             if shrunk is not None:
                 case: SagaCase = shrunk
@@ -316,6 +338,7 @@ def test_random_search_catches_each_fan_in_variant(
                 scenarios(str(tmp_path / f"fanin-{seed}.sqlite3"), policies=("collect",)),
                 violates,
                 seed,
+                shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
             )
             if shrunk is not None:
                 measured.shrunk_entries = len(shrunk.plan.faults)

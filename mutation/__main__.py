@@ -64,6 +64,9 @@ def summarise(
         if result["worker_outcome"] == "skipped":
             counts["filtered"] += 1
             continue
+        if result["worker_outcome"] == "exception":  # cosmic-ray could not make the mutant
+            counts["not_made"] += 1
+            continue
         counts["run"] += 1
         if result["worker_outcome"] == "abnormal":  # cosmic-ray's timeout
             counts["timed_out"] += 1
@@ -88,6 +91,7 @@ def summarise(
             for k in (
                 "generated",
                 "filtered",
+                "not_made",
                 "not_run",
                 "run",
                 "killed",
@@ -111,6 +115,10 @@ def rescore(target: str) -> dict[str, Any]:
     survivors, equivalents = [], []
     for entry in summary["survivors"] + summary["equivalent"]:
         entry = {k: v for k, v in entry.items() if k != "reason"}
+        if not entry.get("diff"):  # cosmic-ray could not make it (an older run counted it)
+            counts["run"] -= 1
+            counts["not_made"] = counts.get("not_made", 0) + 1
+            continue
         if entry["mutant"] in table:
             equivalents.append({**entry, "reason": table[entry["mutant"]]})
         else:
