@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -82,8 +82,15 @@ def to_config(cfg: ModelConfig) -> BreakerConfig:
     )
 
 
-DURATIONS = {"ok": 0.5, "fail": 0.5, "slow": SLOW_SECONDS, "slower": 1.5 * SLOW_SECONDS}
-"""Seconds a call lasted: a slow call succeeded, in exactly the bound or longer."""
+DURATIONS = {
+    "ok": 0.5,
+    "fail": 0.5,
+    "slow": SLOW_SECONDS,
+    "slower": 1.5 * SLOW_SECONDS,
+    "fail slowly": SLOW_SECONDS,
+}
+"""Seconds a call lasted: a slow call succeeded, in exactly the bound or longer; a call that
+failed slowly is a failed call, not a slow one."""
 OUTCOMES = tuple(DURATIONS)
 
 
@@ -157,7 +164,7 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             # Read before the report: a transition empties the model's window.
             before, probes_ok = self.model.state, self.model.probes_ok
             calls_before = len(self.model.outcomes)
-            succeeded, seconds = outcome != "fail", DURATIONS[outcome]
+            succeeded, seconds = not outcome.startswith("fail"), DURATIONS[outcome]
             # A call that succeeded counts as a success unless it was slow.
             good = succeeded and (cfg.slow_seconds is None or seconds < cfg.slow_seconds)
             view, said = self.driver.record(permit, succeeded, seconds)
@@ -319,9 +326,10 @@ def check(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> Non
 def expect_caught(
     sim: type[RuleBasedStateMachine], steps: int, match: str | None = None, **overrides: Any
 ) -> list[str]:
-    # One failure, shrunk: several checks may catch one broken variant in different ways.
+    # One failure, shrunk (whatever the profile: the mutation profile does not shrink):
+    # several checks may catch one broken variant in different ways.
     with pytest.raises(AssertionError, match=match):
-        check(sim, steps, report_multiple_bugs=False, **overrides)
+        check(sim, steps, report_multiple_bugs=False, phases=tuple(Phase), **overrides)
     return list(sim.last_run)  # type: ignore[attr-defined]  # the shrunk failing run ran last
 
 
@@ -385,6 +393,25 @@ def test_a_breaker_that_opens_on_a_success_short_of_the_minimum_is_caught() -> N
         failures_then_a_success("opens_on_a_success", failures=1)
     model = failures_then_a_success("correct", failures=1).model
     assert (model.state, model.outcomes) == ("closed", [False, True])  # the correct one stays
+
+
+def test_a_breaker_keeps_its_latest_100_transitions() -> None:
+    """A pinned run of 121 transitions (forced open, reset, ...): the log holds the last 100.
+
+    The state machine's 40-step runs make far fewer, so the bound is checked here.
+    """
+    state: Any = simulation(lambda config: MachineDriver(MACHINES["correct"], config))()
+    state.configure(cfg=PINNED)
+    try:
+        for _ in range(60):
+            state.force_open()
+            state.reset()
+        state.outage(callers=4)  # one more: the log is full, and the oldest entry goes
+        assert len(state.model.log) == 2 * 60 + 1
+        state.transitions_match_the_model()
+        state.matches_the_model()
+    finally:
+        state.teardown()
 
 
 @pytest.mark.parametrize(
