@@ -13,11 +13,12 @@ variant, with no randomness.
 Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
 go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
 benchmarks.report``). With ``--benchmark-disable`` (CI's smoke run) one seed per
-variant runs and nothing is written.
+variant runs, with 30 examples and 20 shrink runs, and nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -51,8 +52,10 @@ from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 RESULTS = Path(__file__).parent / "results" / "search_power.json"
 BUDGET = 200
 """Examples per search: the ``ci`` profile's budget."""
+SMOKE_EXAMPLES = 30
 SMOKE_SHRINK_RUNS = 20
-"""Shrink runs per search in a smoke run (``--benchmark-disable``), which writes nothing."""
+"""Examples and shrink runs per search in a smoke run (``--benchmark-disable``), which writes
+nothing: it shows the searches run, not how well."""
 
 each_saga_variant = pytest.mark.parametrize(
     ("prop", "workflow", "activities"),
@@ -82,11 +85,17 @@ class Search:
 
 
 def search(
-    strategy: Any, violates: Callable[[Any], bool], seed: int, shrink_runs: int = SHRINK_RUNS
+    strategy: Any,
+    violates: Callable[[Any], bool],
+    seed: int,
+    shrink_runs: int = SHRINK_RUNS,
+    same: Callable[[Any], Any] = lambda example: example,
+    examples: int = BUDGET,
 ) -> tuple[Search, Any]:
-    """Hypothesis's search for a violating example at :data:`BUDGET`, from ``seed``.
+    """Hypothesis's search for a violating example in ``examples`` (:data:`BUDGET`), from ``seed``.
 
-    Shrinking stops ``shrink_runs`` runs after the first violation, as in the simulations.
+    Shrinking stops ``shrink_runs`` runs after the first violation, as in the simulations;
+    ``same`` maps an example to what makes it the same example (leaving out fresh ids).
     """
     measured = Search()
     violating: list[Any] = []
@@ -95,9 +104,9 @@ def search(
         if measured.examples is not None and measured.tried >= measured.examples + shrink_runs:
             # The shrink budget is spent: only an example already seen to violate (Hypothesis
             # runs the smallest once more at the end) still does, without running again.
-            return example in violating
+            return same(example) in violating
         if measured.saw(violates(example)):
-            violating.append(example)
+            violating.append(same(example))
             return True
         return False
 
@@ -106,7 +115,7 @@ def search(
             strategy,
             judge,
             settings=settings(
-                max_examples=BUDGET, database=None, suppress_health_check=list(HealthCheck)
+                max_examples=examples, database=None, suppress_health_check=list(HealthCheck)
             ),
             random=random.Random(seed),
         )
@@ -285,6 +294,7 @@ def test_random_search_catches_each_saga_variant(
                 lambda case: prop in run_case(broken, workflow, services, case),
                 seed,
                 shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
+                examples=SMOKE_EXAMPLES if benchmark.disabled else BUDGET,
             )
             if shrunk is not None:
                 case: SagaCase = shrunk
@@ -293,6 +303,13 @@ def test_random_search_catches_each_saga_variant(
 
     benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
     rows.add(f"saga {workflow.__name__}/{activities.__name__}: {prop}", "hypothesis", searches)
+
+
+def _without_batch_id(scenario: Scenario) -> Scenario:
+    """The scenario with its batch id (a fresh one each time it is drawn) left out."""
+    return dataclasses.replace(
+        scenario, request=dataclasses.replace(scenario.request, batch_id="any")
+    )
 
 
 def _fanin_harness(fault_harness: Any, name: str) -> tuple[Any, Any]:
@@ -339,6 +356,8 @@ def test_random_search_catches_each_fan_in_variant(
                 violates,
                 seed,
                 shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
+                examples=SMOKE_EXAMPLES if benchmark.disabled else BUDGET,
+                same=_without_batch_id,
             )
             if shrunk is not None:
                 measured.shrunk_entries = len(shrunk.plan.faults)

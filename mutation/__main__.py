@@ -163,7 +163,12 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
             sys.exit("the simulations fail on the unmutated code: fix that first")
         budget_hit = _run(["cosmic-ray", "exec", cfg, session], clone, env, budget) == -1
         dump = subprocess.run(
-            ["cosmic-ray", "dump", session], cwd=clone, capture_output=True, text=True, check=True
+            ["cosmic-ray", "dump", session],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
@@ -175,8 +180,22 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
     return summary
 
 
+def from_session(target: str, session: str, commit: str) -> dict[str, Any]:
+    """The summary of a session file kept from a run of ``commit`` (if its run stopped early)."""
+    config = _config(target)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    dump = subprocess.run(
+        ["cosmic-ray", "dump", session], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    summary = summarise(target, dump, config.get("equivalent", {}), budget_hit=False)
+    summary["commit"] = commit
+    summary["test_command"] = config["cosmic-ray"]["test-command"]
+    summary["timeout_seconds"] = config["cosmic-ray"]["timeout"]
+    return summary
+
+
 def main() -> None:
-    """Command line: ``python -m mutation run|rescore <target> [--budget SECONDS]``."""
+    """Command line: ``python -m mutation run|rescore|session <target> ...``."""
     parser = argparse.ArgumentParser(prog="python -m mutation")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("run", help="mutate a target in a clone and record its score")
@@ -184,9 +203,15 @@ def main() -> None:
     cmd.add_argument("--budget", type=float, help="stop after this many seconds")
     again = sub.add_parser("rescore", help="re-judge the last results by [equivalent]")
     again.add_argument("target")
+    kept = sub.add_parser("session", help="summarise a kept cosmic-ray session file")
+    kept.add_argument("target")
+    kept.add_argument("session", help="the session.sqlite of a run (copied while it ran)")
+    kept.add_argument("commit", help="the commit that run mutated")
     args = parser.parse_args()
     if args.command == "rescore":
         summary = rescore(args.target)
+    elif args.command == "session":
+        summary = from_session(args.target, args.session, args.commit)
     else:
         summary = run(args.target, args.budget)
     out = HERE / "results" / f"{args.target}.json"
