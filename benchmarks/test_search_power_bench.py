@@ -13,7 +13,7 @@ variant, with no randomness.
 Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
 go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
 benchmarks.report``). With ``--benchmark-disable`` (CI's smoke run) one seed per
-variant runs, with 30 examples and 20 shrink runs, and nothing is written.
+variant runs, with 10 examples and 20 shrink runs, and nothing is written.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 RESULTS = Path(__file__).parent / "results" / "search_power.json"
 BUDGET = 200
 """Examples per search: the ``ci`` profile's budget."""
-SMOKE_EXAMPLES = 30
+SMOKE_EXAMPLES = 10
 SMOKE_SHRINK_RUNS = 20
 """Examples and shrink runs per search in a smoke run (``--benchmark-disable``), which writes
 nothing: it shows the searches run, not how well."""
