@@ -395,6 +395,45 @@ def test_a_breaker_that_opens_on_a_success_short_of_the_minimum_is_caught() -> N
     assert (model.state, model.outcomes) == ("closed", [False, True])  # the correct one stays
 
 
+def test_a_permit_never_reported_times_out_as_a_failure() -> None:
+    """Pinned runs: callers report out of order; the permit left out times out and opens it.
+
+    ``p1`` is issued a minute before ``p2``-``p4``, which report ``ok``; at minute 2 ``p1``
+    times out (applied when time reaches minute 3), the window's fourth call and a failure
+    (1 in 4 >= 0.25): the breaker opens.
+    Then, after a reset and four more ``ok`` calls, ``p9`` is issued a minute before ``p10``
+    (which sorts before it as text) and ``p10`` reports first; ``p9`` times out and opens it.
+    A breaker that forgot the wrong permit would time out the other one a minute later.
+    """
+    state: Any = simulation(lambda config: MachineDriver(MACHINES["correct"], config))()
+    state.configure(cfg=PINNED)
+
+    def step(rule: str, **args: Any) -> Any:
+        result = getattr(state, rule)(**args)
+        state.matches_the_model()
+        state.transitions_match_the_model()
+        return result
+
+    try:
+        step("acquire", callers=1)
+        step("advance", minutes=1)
+        for permit in step("acquire", callers=3).values:
+            step("complete", permit=permit, outcome="ok")
+        step("advance", minutes=2)  # past the timeout: due at minute 2, applied at 3
+        assert state.model.log[0][:3] == ("closed", "open", 2), state.model.log
+        step("reset")
+        for permit in step("acquire", callers=4).values:
+            step("complete", permit=permit, outcome="ok")
+        step("acquire", callers=1)
+        step("advance", minutes=1)
+        (tenth,) = step("acquire", callers=1).values
+        step("complete", permit=tenth, outcome="ok")
+        step("advance", minutes=1)
+        assert state.model.state == "open", state.model.log
+    finally:
+        state.teardown()
+
+
 def test_a_breaker_keeps_its_latest_100_transitions() -> None:
     """A pinned run of 121 transitions (forced open, reset, ...): the log holds the last 100.
 
