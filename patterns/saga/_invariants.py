@@ -43,7 +43,8 @@ runs before C failed for good.
 7. **failed only for a cause** (history): an order that failed (compensated or
    not) has a forward step (``check_catalog``, ``screen``, ``charge``,
    ``reserve``, ``ship``) that failed for good: a business refusal, or a fault
-   that outlasted its retries. An order that no step refused completes.
+   that outlasted its retries; or, for one whose compensation failed, a
+   request to cancel it. An order that no step refused completes.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class SagaRun:
     claims: tuple[CompensationOutcome, ...] = ()
     claimed_compensated: tuple[str, ...] | None = None
     """The compensations the failure *claims* completed (its ``compensated`` detail), if any."""
+    cancel_requested: bool = False
+    """Whether the history records a request to cancel the run."""
 
     @property
     def unfinished(self) -> frozenset[str]:
@@ -195,6 +198,7 @@ async def observe_run(
     ends: dict[int, ActivityEnd] = {}
     closed: EventType.ValueType | None = None
     failure: BaseException | None = None
+    cancel_requested = False
     for event in history.events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
@@ -211,6 +215,8 @@ async def observe_run(
         elif kind in _ACTIVITY_ENDS:
             field, end = _ACTIVITY_ENDS[kind]
             ends[getattr(event, f"{field}_event_attributes").scheduled_event_id] = end
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            cancel_requested = True
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
             closed = kind
             copy = Failure()
@@ -240,6 +246,7 @@ async def observe_run(
         activities,
         _claims(failure),
         _claimed_compensated(failure),
+        cancel_requested,
     )
 
 
@@ -443,6 +450,8 @@ def _cause(ev: _Evidence) -> list[str]:
         return []
     if ev.run.failed & set(_FORWARD):
         return []
+    if ev.run.status == "compensation_failed" and ev.run.cancel_requested:
+        return []  # cancelled (history), then a compensation failed for good
     return [
         f"order {ev.run.status} ({ev.run.error_type}) but no step failed for good "
         f"(history: completed {sorted(ev.run.completed & set(_FORWARD))})"
