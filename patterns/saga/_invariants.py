@@ -36,7 +36,9 @@ runs before C failed for good.
 5. **failed compensations reported, and only those** (history against the
    claims): every compensation that failed for good is reported as failed, and
    every reported one is backed; an order failed as compensated (``OrderFailed``,
-   or a cancelled activity) names exactly the compensations that completed.
+   or a cancelled activity) names exactly the compensations that completed; an
+   order that failed once its first step (``charge``) was scheduled fails with
+   ``OrderFailed`` (a check before it fails with its own error).
 6. **post-pivot steps done** (journal, ledger, history): a completed order's
    confirmation was applied exactly once and a ``confirm`` activity completed;
    an order that did not complete sent none.
@@ -44,7 +46,8 @@ runs before C failed for good.
    not) has a forward step (``check_catalog``, ``screen``, ``charge``,
    ``reserve``, ``ship``) that failed for good: a business refusal, or a fault
    that outlasted its retries; or, for one whose compensation failed, a
-   request to cancel it. An order that no step refused completes.
+   request to cancel it. An order that no step refused completes, and one
+   ends cancelled only if its cancellation was requested.
 """
 
 from __future__ import annotations
@@ -423,6 +426,9 @@ def _reported(ev: _Evidence) -> list[str]:
             problems.append(f"claim not backed: {why}")
     if ev.run.status == "compensation_failed" and not ev.run.claims:
         problems.append("SagaCompensationError names no compensation")
+    if ev.run.status == "failed" and ev.run.scheduled("charge"):
+        if ev.run.error_type != "OrderFailed":
+            problems.append(f"a failed order failed with {ev.run.error_type}, not OrderFailed")
     claimed = ev.run.claimed_compensated
     if ev.run.error_type == "OrderFailed" and claimed is None:
         problems.append("OrderFailed does not name the compensations that completed")
@@ -446,6 +452,8 @@ def _post_pivot(ev: _Evidence) -> list[str]:
 
 
 def _cause(ev: _Evidence) -> list[str]:
+    if ev.run.status == "cancelled" and not ev.run.cancel_requested:
+        return ["order cancelled but no cancellation was requested (history)"]
     if ev.run.status not in ("failed", "compensation_failed"):
         return []
     if ev.run.failed & set(_FORWARD):
