@@ -141,7 +141,7 @@ def _config(target: str) -> dict[str, Any]:
 def run(target: str, budget: float | None) -> dict[str, Any]:
     """Mutate ``target`` in a fresh clone of ``HEAD`` and return its summary."""
     config = _config(target)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = _venv_env()
     env.pop("CI", None)
     with tempfile.TemporaryDirectory(prefix=f"mutation-{target}-") as tmp:
         clone, session = Path(tmp) / "repo", str(Path(tmp) / "session.sqlite")
@@ -173,6 +173,17 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
         ).stdout.strip()
+    return _summary(target, config, dump, budget_hit, commit)
+
+
+def _venv_env() -> dict[str, str]:
+    """This environment with the running interpreter's directory (the virtualenv) on PATH."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def _summary(
+    target: str, config: dict[str, Any], dump: str, budget_hit: bool, commit: str
+) -> dict[str, Any]:
     summary = summarise(target, dump, config.get("equivalent", {}), budget_hit)
     summary["commit"] = commit
     summary["test_command"] = config["cosmic-ray"]["test-command"]
@@ -182,16 +193,10 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
 
 def from_session(target: str, session: str, commit: str) -> dict[str, Any]:
     """The summary of a session file kept from a run of ``commit`` (if its run stopped early)."""
-    config = _config(target)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     dump = subprocess.run(
-        ["cosmic-ray", "dump", session], env=env, capture_output=True, text=True, check=True
+        ["cosmic-ray", "dump", session], env=_venv_env(), capture_output=True, text=True, check=True
     ).stdout
-    summary = summarise(target, dump, config.get("equivalent", {}), budget_hit=False)
-    summary["commit"] = commit
-    summary["test_command"] = config["cosmic-ray"]["test-command"]
-    summary["timeout_seconds"] = config["cosmic-ray"]["timeout"]
-    return summary
+    return _summary(target, _config(target), dump, False, commit)
 
 
 def main() -> None:
