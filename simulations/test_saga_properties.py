@@ -22,13 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import given, settings
 
 import faults
 import faults.testing
 from patterns.saga import OrderActivities, OrderSaga, OrderServices
 from patterns.saga._invariants import INVARIANTS
 
+from ._search import catch
 from .saga_cases import SagaCase, disrupted_saga_cases, minimal, run_case, saga_cases
 from .saga_variants import (
     CompensateAfterStepSaga,
@@ -127,38 +128,18 @@ def test_each_property_catches_its_broken_variant(
     fault_harness: Any, services: OrderServices, prop: str, workflow: type, activities: type
 ) -> None:
     broken = fault_harness(workflows=[workflow], activities=activities(services).activities())
-    tried: list[SagaCase] = []
-    caught_at: list[int] = []
-
-    violating: list[SagaCase] = []
-
-    def violates(case: SagaCase) -> bool:
-        if caught_at and len(tried) >= caught_at[0] + SHRINK_RUNS_OF.get(workflow, SHRINK_RUNS):
-            # The shrink budget is spent: only a case already seen to violate (Hypothesis
-            # runs the smallest once more at the end) still does, without running again.
-            return case in violating
-        tried.append(case)
-        if prop in run_case(broken, workflow, services, case):
-            caught_at.append(len(tried))
-            violating.append(case)
-            return True
-        return False
-
-    shrunk = find(
+    caught = catch(
         DRAWN_FROM.get(workflow, saga_cases),
-        violates,
-        settings=settings(
-            # A bug that needs a step's completion lost on every attempt is drawn about
-            # once in 150 cases; find() stops at the first, so a large cap costs nothing.
-            max_examples=2000,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        ),
+        lambda case: prop in run_case(broken, workflow, services, case),
+        shrink_runs=SHRINK_RUNS_OF.get(workflow, SHRINK_RUNS),
+        # A bug that needs a step's completion lost on every attempt is drawn about once in
+        # 150 cases.
+        max_examples=2000,
     )
+    shrunk = caught.shrunk
     print(
-        f"{prop}: {workflow.__name__}/{activities.__name__} caught at example {caught_at[0]} "
-        f"({len(tried)} runs with shrinking); minimal case: {minimal(shrunk)}"
+        f"{prop}: {workflow.__name__}/{activities.__name__} caught at example {caught.caught_at} "
+        f"({caught.runs} runs with shrinking); minimal case: {minimal(shrunk)}"
     )
     assert len(shrunk.plan.faults) <= 2, minimal(shrunk)
     assert shrunk.settings.step_attempts <= 2 and shrunk.settings.compensation_attempts <= 2

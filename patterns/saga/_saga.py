@@ -30,11 +30,11 @@ class SagaError(RuntimeError):
 class SagaOptions:
     """How a :class:`Saga` compensates.
 
-    ``parallel_compensation`` runs every compensation at once instead of
-    last-in first-out. ``continue_on_error`` keeps compensating past a failing
-    compensation; without it the first failure stops the run and the
-    compensations not run are reported as skipped. ``completion_backoff`` and
-    ``max_completion_backoff`` pace :meth:`Saga.complete` retries.
+    ``parallel_compensation`` runs every compensation at once instead of last-in first-out.
+    ``continue_on_error`` keeps compensating past a failing compensation; without it the
+    first failure stops the run and the ones not run are reported as skipped. Before its
+    first retry :meth:`Saga.complete` waits ``completion_backoff``, then twice the last
+    wait each time, at most ``max_completion_backoff``. Defaults: False, True, 1 s, 5 min.
     """
 
     parallel_compensation: bool = False
