@@ -4,9 +4,9 @@ Targets are the ``*.toml`` files beside this one (cosmic-ray configurations). Th
 clones the repository's committed ``HEAD`` into a temporary directory and mutates
 files there only, so the working tree is never touched; it then writes
 ``mutation/results/<target>.json`` in the working tree: absolute counts, the score
-``killed / (run - equivalent)`` and every survivor with its diff. Equivalent mutants
+``killed / (killed + survived)`` and every survivor with its diff. Equivalent mutants
 are listed, with a reason, in the target's ``[equivalent]`` table, keyed
-``"<file>:<line>:<operator>:<occurrence>"``.
+``"<file>:<line>:<operator>:<occurrence>"``; the run skips them.
 
 ``--budget SECONDS`` stops the run after that long; the mutants not reached count as
 not run (the results file says how many). ``python -m mutation rescore <target>``
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -62,7 +63,15 @@ def summarise(
             counts["not_run"] += 1
             continue
         if result["worker_outcome"] == "skipped":
-            counts["filtered"] += 1
+            key = _key(mutation)
+            if (result.get("output") or "").startswith(EQUIVALENT_NOT_RUN) and key in equivalent:
+                counts["equivalent"] += 1
+                equivalents.append(
+                    {"mutant": key, "function": mutation["definition_name"], "diff": "",
+                     "reason": equivalent[key], "run": False}
+                )  # fmt: skip
+            else:
+                counts["filtered"] += 1
             continue
         if result["worker_outcome"] == "exception":  # cosmic-ray could not make the mutant
             counts["not_made"] += 1
@@ -82,7 +91,7 @@ def summarise(
             else:
                 counts["survived"] += 1
                 survivors.append(entry)
-    judged = counts["run"] - counts["equivalent"]
+    judged = counts["killed"] + counts["survived"]
     return {
         "target": target,
         "complete": not budget_hit and counts["not_run"] == 0,
@@ -115,16 +124,18 @@ def rescore(target: str) -> dict[str, Any]:
     survivors, equivalents = [], []
     for entry in summary["survivors"] + summary["equivalent"]:
         entry = {k: v for k, v in entry.items() if k != "reason"}
-        if not entry.get("diff"):  # cosmic-ray could not make it (an older run counted it)
+        if not entry.get("diff") and entry.get("run", True):  # cosmic-ray could not make it
             counts["run"] -= 1
             counts["not_made"] = counts.get("not_made", 0) + 1
             continue
         if entry["mutant"] in table:
             equivalents.append({**entry, "reason": table[entry["mutant"]]})
-        else:
+        elif entry.get("run", True):
             survivors.append(entry)
+        else:  # judged equivalent and not run, no longer in the table: unknown
+            counts["not_run"] = counts.get("not_run", 0) + 1
     counts["equivalent"], counts["survived"] = len(equivalents), len(survivors)
-    judged = counts["run"] - counts["equivalent"]
+    judged = counts["killed"] + counts["survived"]
     summary["score"] = round(counts["killed"] / judged, 4) if judged else None
     summary["survivors"], summary["equivalent"] = survivors, equivalents
     return summary
@@ -159,6 +170,7 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
         cfg = str(clone / "mutation" / f"{target}.toml")
         for cmd in (["cosmic-ray", "init", cfg, session], ["cr-filter-operators", session, cfg]):
             subprocess.run(cmd, cwd=clone, env=env, check=True)
+        _skip_equivalent(session, config.get("equivalent", {}))
         if _run(["cosmic-ray", "baseline", cfg], clone, env) != 0:
             sys.exit("the simulations fail on the unmutated code: fix that first")
         budget_hit = _run(["cosmic-ray", "exec", cfg, session], clone, env, budget) == -1
@@ -174,6 +186,37 @@ def run(target: str, budget: float | None) -> dict[str, Any]:
             ["git", "rev-parse", "HEAD"], cwd=clone, capture_output=True, text=True, check=True
         ).stdout.strip()
     return _summary(target, config, dump, budget_hit, commit)
+
+
+EQUIVALENT_NOT_RUN = "equivalent, not run: "
+"""How a skipped work item judged equivalent in the target's table is marked in the session."""
+
+
+def _skip_equivalent(session: str, equivalent: dict[str, str]) -> None:
+    """Mark the mutants the ``[equivalent]`` table lists as skipped, so ``exec`` never runs them.
+
+    Each judged-equivalent survivor otherwise costs a full simulation run (a minute or
+    more) to confirm what its reason already says; a wrong judgement is then not caught
+    by a kill, so every reason must stand on its own (see docs/mutation.md).
+    """
+    conn = sqlite3.connect(session)
+    try:
+        rows = conn.execute(
+            "SELECT job_id, module_path, start_pos_row, operator_name, occurrence "
+            "FROM mutation_specs WHERE job_id NOT IN (SELECT job_id FROM work_results)"
+        ).fetchall()
+        marks = [
+            ("SKIPPED", EQUIVALENT_NOT_RUN + equivalent[key], job)
+            for job, path, row, operator, occurrence in rows
+            for key in [f"{path}:{row}:{operator}:{occurrence}"]
+            if key in equivalent
+        ]
+        with conn:
+            conn.executemany(
+                "INSERT INTO work_results (worker_outcome, output, job_id) VALUES (?, ?, ?)", marks
+            )
+    finally:
+        conn.close()
 
 
 def _venv_env() -> dict[str, str]:

@@ -68,7 +68,8 @@ def scenarios(
     least = math.ceil(count / MAX_CHUNKS)
     chunk_size = draw(st.integers(least, max(least, 20)), label="chunk_size")
     children = st.integers(min(count, max(chunk_size, count // 3)), count)
-    segment_size = draw(st.just(count) | children, label="segment_size")
+    larger = st.integers(count + 1, 2 * count)  # one workflow, however large the segment
+    segment_size = draw(st.just(count) | children | larger, label="segment_size")
     config = BatchConfig(
         chunk_size=chunk_size,
         # One lane in half the batches: the strictest order, where a lane that stops
