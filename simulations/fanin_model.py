@@ -3,10 +3,12 @@
 A scenario is a batch (size, chunk size, window, children or not, activities
 or local activities, failure policy) and a fault plan over the batch's
 activities, optionally aimed at one chunk by its key; an entry may be an
-outage through every attempt the retry policy allows. The property: the
+outage through every attempt the retry policy allows, and with children a
+segment child may be cancelled at one of its chunk calls. The property: the
 aggregate holds every record exactly once, and the failed set is exactly the
-records whose processing failed permanently (invalid records and chunks whose
-activity failed for good, read from the fault log); a fail-fast batch names the
+records whose processing failed permanently (invalid records, chunks whose
+activity failed for good, segments whose child was cancelled: read from the
+fault log); a fail-fast batch names the
 first failed record of a failed chunk; and the history has the batch's shape
 (children only above ``segment_size``, chunks run as the kind of activity the
 configuration asks for).
@@ -67,16 +69,26 @@ def scenarios(
     count = draw(st.integers(1, MAX_RECORDS), label="count")
     least = math.ceil(count / MAX_CHUNKS)
     chunk_size = draw(st.integers(least, max(least, 20)), label="chunk_size")
+    # In a quarter of the batches a segment child is cancelled at one of its chunk calls, so
+    # it fails other than with RecordFailed: children, one lane per child (no other chunk of
+    # the child in flight to store records after the batch is sealed), activities (a
+    # cancellation cannot land at a chosen local activity call).
+    cancelling = count > 1 and draw(st.integers(0, 3), label="cancelling") == 3
     children = st.integers(min(count, max(chunk_size, count // 3)), count)
     larger = st.integers(count + 1, 2 * count)  # one workflow, however large the segment
-    segment_size = draw(st.just(count) | children | larger, label="segment_size")
+    segment_size = draw(
+        st.integers(max(1, min(chunk_size, count // 3)), count - 1)
+        if cancelling
+        else st.just(count) | children | larger,
+        label="segment_size",
+    )
     config = BatchConfig(
         chunk_size=chunk_size,
         # One lane in half the batches: the strictest order, where a lane that stops
         # early leaves records behind.
-        window=draw(st.just(1) | st.integers(1, 8), label="window"),
+        window=1 if cancelling else draw(st.just(1) | st.integers(1, 8), label="window"),
         record_concurrency=draw(st.integers(1, 16), label="record_concurrency"),
-        local_activities=draw(st.booleans(), label="local_activities"),
+        local_activities=not cancelling and draw(st.booleans(), label="local_activities"),
         segment_size=segment_size,
         child_window=2,
         io_seconds=0,
@@ -95,6 +107,13 @@ def scenarios(
         ),
         label="faults",
     )
+    cancels: list[str] = []
+    if cancelling:
+        calls = [f"chunk-{c.start}-{c.stop}" for c in _chunk_ranges(count, config)]
+        cancels = draw(
+            st.lists(st.sampled_from(calls), min_size=1, max_size=2, unique=True),
+            label="cancels",
+        )
     plan = faults.ScriptedPlan(
         tuple(
             faults.ScriptedFault(
@@ -106,6 +125,7 @@ def scenarios(
             )
             for f, key in entries
         )
+        + tuple(faults.ScriptedFault("process_chunk", 1, faults.Cancel(), key) for key in cancels)
     )
     weighted = [p for p in policies for _ in range(2 if p == "collect" else 1)]
     request = BatchRequest(
@@ -132,8 +152,16 @@ def _permanent(injection: faults.Injection) -> bool:
 
 def _chunks(request: BatchRequest) -> list[range]:
     """The record ranges of the batch's chunks: each segment is cut into chunks from its start."""
-    count, config = request.count, request.config
-    segment = count if count <= config.segment_size else config.segment_size
+    return _chunk_ranges(request.count, request.config)
+
+
+def _segment(count: int, config: BatchConfig) -> int:
+    """Records per segment: the whole batch when it is no larger than ``segment_size``."""
+    return count if count <= config.segment_size else config.segment_size
+
+
+def _chunk_ranges(count: int, config: BatchConfig) -> list[range]:
+    segment = _segment(count, config)
     return [
         range(start, min(start + config.chunk_size, end))
         for first in range(0, count, segment)
@@ -247,15 +275,24 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
         for key in failed_chunks
         for n in range(*map(int, key.removeprefix("chunk-").split("-")))
     }
-    invalid = invalid_records(request.seed, 0, request.count)
-    expected_failed = set(invalid) | in_failed_chunks
     config = request.config
+    segment = _segment(request.count, config)
+    cancelled = {  # segment children cancelled at a chunk call (fault log): each failed whole
+        range(start, min(start + segment, request.count))
+        for i in ours
+        if i.kind == "cancel" and "-segment-" in i.workflow_id
+        for start in [int(i.workflow_id.rsplit("-segment-", 1)[1])]
+    }
+    in_cancelled = {record_id(n) for part in cancelled for n in part}
+    invalid = invalid_records(request.seed, 0, request.count)
+    expected_failed = set(invalid) | in_failed_chunks | in_cancelled
     event(f"policy: {request.policy}")
     event("children" if request.count > config.segment_size else "one workflow")
     event("local activities" if config.local_activities else "activities")
     event(f"chunks failed for good: {min(len(failed_chunks), 2)}")
     event(f"seal failed for good: {seal_failed}")
     event(f"invalid records: {min(len(invalid), 2)}")
+    event(f"segment children cancelled: {min(len(cancelled), 2)}")
 
     if request.policy == "fail_fast" and (expected_failed or seal_failed):
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"
@@ -276,10 +313,18 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
         f"failed set {sorted(reported)} != permanently failed {sorted(expected_failed)}"
     )
     for rid, reason in invalid.items():
-        if rid not in in_failed_chunks:
+        if rid not in in_failed_chunks | in_cancelled:
             assert reported[rid] == reason, f"{rid} reported {reported[rid]!r}, not {reason!r}"
+    for part in cancelled:  # every record of a cancelled segment names it and the cancellation
+        want = f"segment {part.start}-{part.stop} failed: "
+        whys = {reported[record_id(n)] for n in part}
+        assert all(w.startswith(want) and "cancel" in w.lower() for w in whys), (
+            f"segment {part.start}-{part.stop} was cancelled (fault log); its records report {whys}"
+        )
     for key in failed_by_a_fail:  # the reason names the chunk and the fault that failed it
         start, end = map(int, key.removeprefix("chunk-").split("-"))
+        if record_id(start) in in_cancelled:
+            continue  # its whole segment failed, for the cancellation
         why = reported[record_id(start)]
         named = why.startswith(f"chunk {start}-{end} failed permanently: ")
         assert named and "injected fault" in why, (
