@@ -95,6 +95,7 @@ def expect(script: Script, cancel: str | None = None) -> Expected:
                 else:
                     out.timers.append(wait)
                     wait = min(wait * 2, bound)
+        out.result = {"committed": script.pivot is not None}
         return out
 
     outcomes: list[tuple[str, str, str]] = []

@@ -143,8 +143,12 @@ def _executions(step: StepSpec) -> Callable[[], Awaitable[Any]]:
     return execution
 
 
-async def run_script(saga: Saga, script: Script) -> dict[str, Any] | None:
-    """The workflow body: run ``script`` with ``saga``."""
+async def run_script(saga: Saga, script: Script) -> dict[str, Any]:
+    """The workflow body: run ``script`` with ``saga``.
+
+    Returns whether the saga committed (its pivot succeeded), or with ``handling="report"``
+    after a failure the compensation report; both are claims the oracle checks.
+    """
     steps = script.steps
     last = len(steps) - 1 if script.pivot is None else script.pivot
     try:
@@ -157,8 +161,6 @@ async def run_script(saga: Saga, script: Script) -> dict[str, Any] | None:
             run = saga.pivot if index == script.pivot else saga.step
             await run(_call(label_of(step), step.fails), compensation=undo)
     except (Exception, asyncio.CancelledError):
-        if saga.committed:
-            raise
         if script.twice:
             try:
                 await saga.compensate()
@@ -177,7 +179,7 @@ async def run_script(saga: Saga, script: Script) -> dict[str, Any] | None:
         }
     for step in steps[last + 1 :]:
         await saga.complete(_executions(step))
-    return None
+    return {"committed": saga.committed}
 
 
 def _saga(saga_type: type[Saga], script: Script) -> Saga:
@@ -190,7 +192,7 @@ class ScriptedSaga:
     """The helper as shipped, run as a script says."""
 
     @workflow.run
-    async def run(self, script: Script) -> dict[str, Any] | None:
+    async def run(self, script: Script) -> dict[str, Any]:
         """Run ``script``; see :func:`run_script`."""
         return await run_script(_saga(Saga, script), script)
 
@@ -226,7 +228,7 @@ class GoesOnPastFailuresSaga:
     """Broken: keeps compensating after a failure although ``continue_on_error`` is off."""
 
     @workflow.run
-    async def run(self, script: Script) -> dict[str, Any] | None:
+    async def run(self, script: Script) -> dict[str, Any]:
         """Run ``script`` with the broken helper."""
         return await run_script(_saga(_GoesOnPastFailures, script), script)
 
@@ -236,7 +238,7 @@ class ConstantBackoffSaga:
     """Broken: retries a step after the pivot at the first backoff for ever (no doubling)."""
 
     @workflow.run
-    async def run(self, script: Script) -> dict[str, Any] | None:
+    async def run(self, script: Script) -> dict[str, Any]:
         """Run ``script`` with the broken helper."""
         return await run_script(_saga(_ConstantBackoff, script), script)
 
@@ -246,7 +248,7 @@ class ForgetsCancellationSaga:
     """Broken: a cancellation that arrives while compensating is swallowed, not re-raised."""
 
     @workflow.run
-    async def run(self, script: Script) -> dict[str, Any] | None:
+    async def run(self, script: Script) -> dict[str, Any]:
         """Run ``script`` with the broken helper."""
         return await run_script(_saga(_ForgetsCancellation, script), script)
 
