@@ -77,6 +77,8 @@ def test_a_fan_in_that_deduplicates_by_value_is_caught(fault_harness: Any, datab
 def test_a_fan_in_that_loses_a_failed_chunk_is_caught(fault_harness: Any, database: str) -> None:
     harness = _harness(fault_harness, CORRECT, LossyBatchWorkflow, LossySegmentWorkflow)
     found = _counterexample(harness, database, LossyBatchWorkflow.run)
+    # One entry that fails a chunk's records for good: a non-retryable fail of the chunk, or
+    # a cancellation of the segment child that runs it (both lost by this fan-in).
     [fault] = found.plan.faults
     assert fault.activity == "process_chunk"
-    assert fault.fault == faults.Fail(retryable=False)
+    assert fault.fault in (faults.Fail(retryable=False), faults.Cancel()), found.plan.describe()
