@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import event, given, note
+from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
 import faults
@@ -28,7 +28,7 @@ from patterns.saga import SagaOptions
 from . import RUN_SECONDS
 from ._search import catch
 from .saga_script_model import DEFAULTS, check_run, expect, observe, scripted_runs
-from .saga_scripts import BROKEN, Journal, Script, ScriptedSaga
+from .saga_scripts import BROKEN, ErrorSpec, Journal, OptionsSpec, Script, ScriptedSaga, StepSpec
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,16 @@ def run_script_case(
 
 
 @given(run=scripted_runs())
+@example(  # a backoff the history keeps as 4.046999 s: once a false alarm under `thorough`
+    run=(
+        Script(
+            (StepSpec("s0"), StepSpec("s1", False, ErrorSpec(None, ""), None, 1)),
+            pivot=0,
+            options=OptionsSpec(False, False, 4047, 1),
+        ),
+        None,
+    )
+)
 def test_the_saga_helper_keeps_its_documented_contract(
     harness: faults.testing.FaultHarness, journal: Journal, run: tuple[Script, str | None]
 ) -> None:
