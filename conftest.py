@@ -2,7 +2,7 @@
 
 * ``dev`` (default): quick feedback, 30 examples per property.
 * ``ci`` (default when ``CI`` is set): 200 examples per property, derandomised.
-* ``ci-large``: 600 examples per property, derandomised; CI's separate stage runs each
+* ``ci-large``: 400 examples per property, derandomised; CI's separate stage runs each
   simulation property once under it.
 * ``mutation``: derandomised, 100 examples or ``MUTATION_EXAMPLES``, no shrinking (the first
   failure kills a mutant); each mutant's simulation run (``python -m mutation``).
@@ -20,7 +20,7 @@ _COMMON = dict(
 )
 settings.register_profile("dev", max_examples=30, **_COMMON)
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, **_COMMON)
-settings.register_profile("ci-large", max_examples=600, derandomize=True, database=None, **_COMMON)
+settings.register_profile("ci-large", max_examples=400, derandomize=True, database=None, **_COMMON)
 settings.register_profile(
     "mutation",
     max_examples=int(os.environ.get("MUTATION_EXAMPLES", "100")),
