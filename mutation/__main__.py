@@ -45,8 +45,18 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float | None =
 
 
 def _key(mutation: dict[str, Any]) -> str:
-    line = mutation["start_pos"][0]
-    return f"{mutation['module_path']}:{line}:{mutation['operator_name']}:{mutation['occurrence']}"
+    """A dumped mutation's ``[equivalent]`` key."""
+    return _key_of(
+        mutation["module_path"],
+        mutation["start_pos"][0],
+        mutation["operator_name"],
+        mutation["occurrence"],
+    )
+
+
+def _key_of(path: str, line: int, operator: str, occurrence: int) -> str:
+    """``"<file>:<line>:<operator>:<occurrence>"``, as the ``[equivalent]`` table keys mutants."""
+    return f"{path}:{line}:{operator}:{occurrence}"
 
 
 def summarise(
@@ -208,7 +218,7 @@ def _skip_equivalent(session: str, equivalent: dict[str, str]) -> None:
         marks = [
             ("SKIPPED", EQUIVALENT_NOT_RUN + equivalent[key], job)
             for job, path, row, operator, occurrence in rows
-            for key in [f"{path}:{row}:{operator}:{occurrence}"]
+            for key in [_key_of(path, row, operator, occurrence)]
             if key in equivalent
         ]
         with conn:
