@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from hypothesis import HealthCheck, find, settings
 from hypothesis import strategies as st
+from hypothesis.errors import HypothesisException
 
 T = TypeVar("T")
 
@@ -62,3 +63,53 @@ def catch(
         ),
     )
     return Caught(shrunk, caught_at[0], len(tried))
+
+
+class ShrinkBudgetSpent(KeyboardInterrupt):
+    """A run was about to start after its stateful search's shrink budget was spent.
+
+    A :class:`KeyboardInterrupt`, the one exception Hypothesis lets end a search without
+    recording the run it interrupted (any other would be taken for a failure, or for data
+    drawn differently than before). Whoever runs the search catches it, and
+    :meth:`RunBudget.smallest` holds what the search found.
+    """
+
+
+@dataclass
+class RunBudget:
+    """A counted shrink budget for a stateful search: the runs after the first failing one.
+
+    A state machine cannot use :func:`catch`, so it tells the budget when each run
+    starts (:meth:`started`) and how it ended (:meth:`ended`). Once ``shrink_runs``
+    runs have followed the first failing one, the next run does not start:
+    :class:`ShrinkBudgetSpent` ends the search, and the smallest failing run seen is
+    the result. Counted, not timed, so the search ends alike on every machine.
+    """
+
+    shrink_runs: int
+    runs: int = 0
+    """Runs started so far."""
+    caught_at: int | None = None
+    """The run that failed first, or ``None``."""
+    failures: list[tuple[tuple[str, ...], Exception]] = field(default_factory=list)
+    """The steps of each failing run, with its error."""
+
+    def started(self) -> None:
+        """A run is starting: raises :class:`ShrinkBudgetSpent` once the budget is spent."""
+        if self.caught_at is not None and self.runs >= self.caught_at + self.shrink_runs:
+            raise ShrinkBudgetSpent(f"{self.shrink_runs} runs after run {self.caught_at}")
+        self.runs += 1
+
+    def ended(self, steps: Sequence[str], error: BaseException | None) -> None:
+        """A run ended, failing with ``error`` or passing (``None``, or Hypothesis's own)."""
+        if isinstance(error, Exception) and not isinstance(error, HypothesisException):
+            self.failures.append((tuple(steps), error))
+            if self.caught_at is None:
+                self.caught_at = self.runs
+
+    def smallest(self) -> tuple[list[str], Exception]:
+        """The failing run with the fewest steps (the shortest text among those), and its error."""
+        if not self.failures:
+            raise LookupError("no run failed")
+        steps, error = min(self.failures, key=lambda f: (len(f[0]), len("".join(f[0]))))
+        return list(steps), error

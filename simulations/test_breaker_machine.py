@@ -19,6 +19,8 @@ window depends on the order results arrive in, and the model needs that order.
 
 from __future__ import annotations
 
+import re
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -42,6 +44,7 @@ import faults
 import faults.testing
 from patterns.breaker import BreakerConfig, Permit, Rejected
 
+from ._search import RunBudget, ShrinkBudgetSpent
 from .breaker_drivers import Driver, EntityDriver, MachineDriver
 from .breaker_model import ModelBreaker, ModelConfig
 from .breaker_variants import ENTITIES, MACHINES
@@ -94,8 +97,13 @@ failed slowly is a failed call, not a slow one."""
 OUTCOMES = tuple(DURATIONS)
 
 
-def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBasedStateMachine]:
-    """A state machine class that drives breakers made by ``make_driver``."""
+def simulation(
+    make_driver: Callable[[BreakerConfig], Driver], budget: RunBudget | None = None
+) -> type[RuleBasedStateMachine]:
+    """A state machine class that drives breakers made by ``make_driver``.
+
+    With a ``budget``, a search for a broken variant shrinks for a counted number of runs.
+    """
 
     class BreakerSimulation(RuleBasedStateMachine):
         permits = Bundle("permits")
@@ -103,6 +111,8 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
 
         def __init__(self) -> None:
             super().__init__()
+            if budget is not None:
+                budget.started()
             self.driver: Driver | None = None
             self.model: ModelBreaker | None = None
             self.probes: Counter[int] = Counter()
@@ -311,6 +321,9 @@ def simulation(make_driver: Callable[[BreakerConfig], Driver]) -> type[RuleBased
             return self.minute_zero + 60.0 * minute
 
         def teardown(self) -> None:
+            if budget is not None:
+                # Hypothesis tears a run down in a ``finally``: a failure is still in flight.
+                budget.ended(type(self).last_run, sys.exc_info()[1])
             if self.driver is not None:
                 self.driver.close()
 
@@ -324,12 +337,28 @@ def check(sim: type[RuleBasedStateMachine], steps: int, **overrides: Any) -> Non
 
 
 def expect_caught(
-    sim: type[RuleBasedStateMachine], steps: int, match: str | None = None, **overrides: Any
+    sim: type[RuleBasedStateMachine],
+    steps: int,
+    match: str | None = None,
+    budget: RunBudget | None = None,
+    **overrides: Any,
 ) -> list[str]:
-    # One failure, shrunk (whatever the profile: the mutation profile does not shrink):
-    # several checks may catch one broken variant in different ways.
-    with pytest.raises(AssertionError, match=match):
-        check(sim, steps, report_multiple_bugs=False, phases=tuple(Phase), **overrides)
+    """The steps of the shrunk run that caught ``sim``'s breaker, which must be caught.
+
+    One failure, shrunk (whatever the profile: the mutation profile does not shrink):
+    several checks may catch one broken variant in different ways. With the ``budget``
+    ``sim`` was built with, the smallest failure seen when it is spent.
+    """
+    try:
+        with pytest.raises(AssertionError, match=match):
+            check(sim, steps, report_multiple_bugs=False, phases=tuple(Phase), **overrides)
+    except ShrinkBudgetSpent:
+        assert budget is not None
+        run, error = budget.smallest()
+        assert isinstance(error, AssertionError), f"caught by {error!r}, not a check"
+        if match is not None:
+            assert re.search(match, str(error)), f"{error} does not match {match!r}"
+        return run
     return list(sim.last_run)  # type: ignore[attr-defined]  # the shrunk failing run ran last
 
 
@@ -479,6 +508,10 @@ ENTITY_EXAMPLES = min(settings.default.max_examples, 60)
 """Examples per entity simulation: each is 20 steps of Updates and server-side sleeps on the
 real entity, so the count is capped (the pure machine gets the profile's full count)."""
 
+ENTITY_SHRINK_RUNS = 100
+"""Runs a broken entity's search shrinks for after its first catch. Hypothesis's shrinker
+ran 360-730 more (two to three minutes each); within 100 both variants shrank to 3-4 steps."""
+
 ENTITY_HISTORY_BOUND = 100_000
 """The entity's continue-as-new bound in the simulation. Continue-as-new is tested in
 ``tests/test_breaker_entity.py``; with a small bound here, the Java test server stopped
@@ -521,11 +554,17 @@ def manual_time(entity_env: Any) -> Iterator[Any]:
 
 
 def entity_simulation(
-    loop: Any, env: Any, queue: str, variant: str, max_history_events: int = ENTITY_HISTORY_BOUND
+    loop: Any,
+    env: Any,
+    queue: str,
+    variant: str,
+    max_history_events: int = ENTITY_HISTORY_BOUND,
+    budget: RunBudget | None = None,
 ) -> type[RuleBasedStateMachine]:
-    return simulation(
-        lambda config: EntityDriver(loop, env, queue, ENTITIES[variant], config, max_history_events)
-    )
+    def make_driver(config: BreakerConfig) -> Driver:
+        return EntityDriver(loop, env, queue, ENTITIES[variant], config, max_history_events)
+
+    return simulation(make_driver, budget)
 
 
 def test_entity_matches_the_model(temporal_loop: Any, manual_time: Any, entity_queue: str) -> None:
@@ -540,10 +579,12 @@ def test_entity_matches_the_model(temporal_loop: Any, manual_time: Any, entity_q
 def test_simulation_catches_a_broken_entity(
     temporal_loop: Any, manual_time: Any, entity_queue: str, variant: str
 ) -> None:
+    budget = RunBudget(shrink_runs=ENTITY_SHRINK_RUNS)
     run = expect_caught(
-        entity_simulation(temporal_loop, manual_time, entity_queue, variant),
+        entity_simulation(temporal_loop, manual_time, entity_queue, variant, budget=budget),
         steps=20,
+        budget=budget,
         max_examples=ENTITY_EXAMPLES,
         derandomize=True,
     )
-    assert len(run) <= 6, run
+    assert len(run) <= 6, f"caught at run {budget.caught_at}, shrunk to {len(run)} steps: {run}"
