@@ -9,7 +9,9 @@
 * ``thorough``: thousands of examples; ``pytest simulations --hypothesis-profile=thorough``.
 """
 
+import importlib
 import os
+import pkgutil
 
 from hypothesis import HealthCheck, Phase, settings
 
@@ -33,3 +35,28 @@ settings.register_profile("thorough", max_examples=5000, **_COMMON)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+def _load_every_module(packages: tuple[str, ...] = ("faults", "patterns", "simulations")) -> None:
+    """Import every module of the project's packages (test modules aside) now, in one order.
+
+    Hypothesis mixes the literal constants of the project's loaded modules into what it
+    draws, and collects them again whenever a module is imported. A module first imported
+    inside a test (a lazy import) would change every later draw of that process, so a
+    derandomised search would find different examples depending on which tests a pytest-xdist
+    worker happened to run first. With every module loaded before any test, the pool of
+    constants, and so every derandomised search, is the same in every process.
+    """
+    for name in packages:
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            if module.name in _DEPRECATED or module.name.rsplit(".", 1)[-1].startswith("test_"):
+                continue
+            importlib.import_module(module.name)
+
+
+_DEPRECATED = {"faults.pytest_plugin"}
+"""Old module paths kept for one release: importing one warns."""
+
+
+_load_every_module()
