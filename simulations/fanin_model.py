@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import temporalio.client
-from hypothesis import event
+from hypothesis import currently_in_test_context, event
 from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType
 
@@ -58,10 +58,6 @@ class Scenario:
     plan: faults.ScriptedPlan
 
 
-def _chunk_keys(count: int, chunk_size: int) -> list[str]:
-    return [f"chunk-{s}-{min(s + chunk_size, count)}" for s in range(0, count, chunk_size)]
-
-
 @st.composite
 def scenarios(
     draw: st.DrawFn, database: str, policies: tuple[str, ...] = FAILURE_POLICIES
@@ -93,7 +89,9 @@ def scenarios(
         child_window=2,
         io_seconds=0,
     )
-    keys = _chunk_keys(count, chunk_size)
+    # The batch's own chunk calls: each segment is cut into chunks from its start, so a key
+    # cut from the batch's start would miss every chunk after an uneven segment.
+    keys = [f"chunk-{c.start}-{c.stop}" for c in _chunk_ranges(count, config)]
     # Single faults of every kind on attempts 1-2, or a failing outage that may last
     # through every attempt the retry policy allows (a chunk that fails for good).
     # With a cancelled child no server timeouts: the abandoned chunk attempt leaves the test
@@ -104,18 +102,22 @@ def scenarios(
         CHUNK_HEAVY, kinds=kinds, max_attempt=2, max_delay=0.02, allow_non_retryable=True
     )
     outage = scripted_faults(CHUNK_HEAVY, kinds=("fail", "outage"), outage_through_all=True)
+    # About one batch in twenty runs without faults; the others get at least one entry on a
+    # first attempt (an entry on a later attempt injects only after an earlier one failed),
+    # so few examples are spent on a plan that injects nothing. Fault-free is the last
+    # choice: Hypothesis draws a first choice far more often than its share.
+    fault_free = not cancelling and draw(st.sampled_from([False] * 19 + [True]), label="clean")
     entries = draw(
         st.lists(
             st.tuples(one_fault | outage, st.none() | st.sampled_from(keys)),
-            max_size=5,
-        ),
+            max_size=0 if fault_free else 5,
+        ).filter(lambda es: fault_free or cancelling or any(f.attempt == 1 for f, _ in es)),
         label="faults",
     )
     cancels: list[str] = []
     if cancelling:
-        calls = [f"chunk-{c.start}-{c.stop}" for c in _chunk_ranges(count, config)]
         cancels = draw(
-            st.lists(st.sampled_from(calls), min_size=1, max_size=2, unique=True),
+            st.lists(st.sampled_from(keys), min_size=1, max_size=2, unique=True),
             label="cancels",
         )
     plan = faults.ScriptedPlan(
@@ -290,13 +292,14 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
     in_cancelled = {record_id(n) for part in cancelled for n in part}
     invalid = invalid_records(request.seed, 0, request.count)
     expected_failed = set(invalid) | in_failed_chunks | in_cancelled
-    event(f"policy: {request.policy}")
-    event("children" if request.count > config.segment_size else "one workflow")
-    event("local activities" if config.local_activities else "activities")
-    event(f"chunks failed for good: {min(len(failed_chunks), 2)}")
-    event(f"seal failed for good: {seal_failed}")
-    event(f"invalid records: {min(len(invalid), 2)}")
-    event(f"segment children cancelled: {min(len(cancelled), 2)}")
+    if currently_in_test_context():  # also checked outside a property, to confirm a case
+        event(f"policy: {request.policy}")
+        event("children" if request.count > config.segment_size else "one workflow")
+        event("local activities" if config.local_activities else "activities")
+        event(f"chunks failed for good: {min(len(failed_chunks), 2)}")
+        event(f"seal failed for good: {seal_failed}")
+        event(f"invalid records: {min(len(invalid), 2)}")
+        event(f"segment children cancelled: {min(len(cancelled), 2)}")
 
     if request.policy == "fail_fast" and (expected_failed or seal_failed):
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import faults
 import faults.testing
-from faults.strategies import scripted_plans
+from faults.strategies import scripted_faults
 from patterns.saga import OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
@@ -65,17 +65,59 @@ def _cases(draw: st.DrawFn, kinds: tuple[str, ...]) -> SagaCase:
     settings = draw(
         st.builds(
             SagaSettings,
-            step_attempts=st.integers(1, 3),
-            compensation_attempts=st.integers(1, 3),
+            # Sampled, not st.integers: Hypothesis draws small integers far more often,
+            # and a call tried only once cannot show a duplicated effect.
+            step_attempts=st.sampled_from((1, 2, 3)),
+            compensation_attempts=st.sampled_from((1, 2, 3)),
             retry_interval_ms=st.just(5),
             parallel_compensation=st.booleans(),
             continue_on_error=st.booleans().map(operator.not_),
         )
     )
-    # Outages up to attempt 3 cover every attempt of a step (step_attempts <= 3): a step
-    # whose completion is lost on every attempt is one entry.
-    plan = draw(scripted_plans(CALLS[business], kinds=kinds, max_attempt=3, min_faults=1))
+    plan = draw(_plans(CALLS[business], settings, kinds))
     return SagaCase(draw(st.integers(0, 2**32 - 1)), business, settings, plan)
+
+
+COMPENSATIONS = frozenset({"refund", "release", "cancel_shipment"})
+"""Calls retried up to ``compensation_attempts``; the other calls up to ``step_attempts``,
+except :data:`UNTIL_DONE`."""
+
+UNTIL_DONE = frozenset({"confirm"})
+"""Calls retried until they succeed (each new execution of ``confirm`` is a new call)."""
+
+
+def _plans(
+    calls: tuple[str, ...], settings: SagaSettings, kinds: tuple[str, ...]
+) -> st.SearchStrategy[faults.ScriptedPlan]:
+    """Plans of one to nine entries, each at an attempt its call's retry policy allows.
+
+    An entry past the last attempt would inject nothing. The steps, the compensations and
+    the calls retried until done each get a list of up to three entries of their own, so a
+    compensation is faulted about as often as a step (a fault on a compensation exposes a
+    bug only when the order's business outcome, or an earlier fault, makes it run). An
+    outage may cover every attempt of its call, so a step whose completion is lost on
+    every attempt is one entry; a call retried until done is faulted up to its third
+    attempt. Plans shrink toward one entry on a step, at its first attempt.
+    """
+    groups = (
+        ([c for c in calls if c not in COMPENSATIONS | UNTIL_DONE], settings.step_attempts),
+        ([c for c in calls if c in COMPENSATIONS], settings.compensation_attempts),
+        ([c for c in calls if c in UNTIL_DONE], 3),
+    )
+    entries = [
+        st.lists(
+            scripted_faults(names, kinds=kinds, max_attempt=most),
+            max_size=3,
+            unique_by=lambda e: (e.activity, e.attempt),
+        )
+        for names, most in groups
+        if names
+    ]
+    return (
+        st.tuples(*entries)
+        .map(lambda lists: faults.ScriptedPlan(tuple(e for group in lists for e in group)))
+        .filter(lambda plan: bool(plan.faults))
+    )
 
 
 saga_cases = _cases(KINDS)
