@@ -21,7 +21,8 @@ Every number on the page is read from a results file; none is typed in. The file
          "search": "systematic",
          "runs": 8, "found": 8,
          "median_seconds": 3.1,       # optional: time to the first failure
-         "median_examples": 41}       # optional: examples to the first failure
+         "median_examples": 41,       # optional: examples to the first failure
+         "max_shrunk_entries": 1}     # optional: plan entries of the largest shrunk case
       ]
     }
 
@@ -143,6 +144,7 @@ class SearchRow:
     found: int
     median_seconds: float | None
     median_examples: float | None
+    max_shrunk_entries: float | None = None
 
 
 @dataclass(frozen=True)
@@ -489,7 +491,7 @@ def _search_power(path: Path) -> SearchPower:
                 f"{where}: 'found' must be an integer from 0 to runs ({runs}); got {found!r}"
             )
         optional: list[float | None] = []
-        for name in ("median_seconds", "median_examples"):
+        for name in ("median_seconds", "median_examples", "max_shrunk_entries"):
             value = row.get(name)
             if value is not None and not isinstance(value, (int, float)):
                 raise ResultsError(f"{where}: '{name}' must be a number or absent; got {value!r}")
@@ -684,8 +686,18 @@ def _search_table(data: SearchPower) -> str:
     def count(value: float | None) -> str:
         return "" if value is None else f"{value:,g}"
 
+    def entries(value: float | None) -> str:
+        return "" if value is None else f"{value:g} entr{'y' if value == 1 else 'ies'}"
+
     return _table(
-        ["planted bug", "search", "found", "median time to find", "median examples to find"],
+        [
+            "planted bug",
+            "search",
+            "found",
+            "median time to find",
+            "median examples to find",
+            "largest shrunk plan",
+        ],
         (
             [
                 r.target,
@@ -693,10 +705,11 @@ def _search_table(data: SearchPower) -> str:
                 f"{r.found} of {r.runs}",
                 opt(r.median_seconds, " s"),
                 count(r.median_examples),
+                entries(r.max_shrunk_entries),
             ]
             for r in data.rows
         ),
-        [False, False, True, True, True],
+        [False, False, True, True, True, True],
     )
 
 

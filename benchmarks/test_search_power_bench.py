@@ -4,11 +4,12 @@ Every broken variant under ``simulations/`` breaks one invariant. For each, and 
 each of ``--search-seeds`` seeds (default 20), Hypothesis searches the variant's
 unchanged property at the ``ci`` budget (200 examples) with that seed: the row
 records how many seeds caught it, the median examples and seconds to the first
-violation, and the largest shrunk plan. The targets (every variant caught by
-every seed, shrunk to at most 2 entries) are read from the results, not
-asserted: a seed that misses is a measurement, not a flaky test. Systematic
-exploration (every single fault at every call, then pairs) runs once per saga
-variant, with no randomness.
+violation, and the largest shrunk plan (shrinking stops once a violating case has at
+most one entry, or 150 runs after the catch: the size is an upper bound). The targets
+(every variant caught by every seed, shrunk to at most 2 entries) are read from the
+results, not asserted: a seed that misses is a measurement, not a flaky test.
+Systematic exploration (every single fault at every call, then pairs) runs once per
+saga variant, with no randomness.
 
 Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
 go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
@@ -22,7 +23,6 @@ import dataclasses
 import json
 import os
 import platform
-import random
 import statistics
 import time
 from collections.abc import Callable
@@ -32,20 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, find, settings
 from hypothesis.errors import NoSuchExample
 
 from faults.testing import ALL_SHAPES, DEFAULT_SHAPES, RunOutcome, explore, unique_id
 from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
 from patterns.saga import Order, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
+from simulations._search import catch
 from simulations.fanin_model import Scenario, check_fan_in, scenarios
 from simulations.fanin_variants import (
     LossyBatchWorkflow,
     LossySegmentWorkflow,
     ValueKeyedActivities,
 )
-from simulations.saga_cases import SagaCase, run_case, saga_cases
+from simulations.saga_cases import WORKER_OPTIONS, run_case, saga_cases
 from simulations.test_saga_properties import DRAWN_FROM, SHRINK_RUNS
 from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 
@@ -73,56 +73,37 @@ class Search:
     examples: int | None = None
     seconds: float | None = None
     shrunk_entries: int | None = None
-    tried: int = 0
-    started: float = field(default_factory=time.perf_counter)
-
-    def saw(self, violated: bool) -> bool:
-        self.tried += 1
-        if violated and self.examples is None:
-            self.examples = self.tried
-            self.seconds = time.perf_counter() - self.started
-        return violated
 
 
 def search(
     strategy: Any,
     violates: Callable[[Any], bool],
     seed: int,
-    shrink_runs: int = SHRINK_RUNS,
-    same: Callable[[Any], Any] = lambda example: example,
-    examples: int = BUDGET,
-) -> tuple[Search, Any]:
-    """Hypothesis's search for a violating example in ``examples`` (:data:`BUDGET`), from ``seed``.
+    entries: Callable[[Any], int],
+    *,
+    smoke: bool,
+    same: Callable[[Any], object] | None = None,
+) -> Search:
+    """Hypothesis's search from ``seed`` for a violating example in :data:`BUDGET` examples.
 
-    Shrinking stops ``shrink_runs`` runs after the first violation, as in the simulations;
-    ``same`` maps an example to what makes it the same example (leaving out fresh ids).
+    The simulations' :func:`~simulations._search.catch`, seeded; ``entries`` counts a
+    case's plan entries. Shrinking stops :data:`SHRINK_RUNS` runs after the first
+    violation, or as soon as a violating case has at most one entry: the reported size is
+    an upper bound, and the target (at most 2) is met either way.
     """
-    measured = Search()
-    violating: list[Any] = []
-
-    def judge(example: Any) -> bool:
-        if measured.examples is not None and measured.tried >= measured.examples + shrink_runs:
-            # The shrink budget is spent: only an example already seen to violate (Hypothesis
-            # runs the smallest once more at the end) still does, without running again.
-            return same(example) in violating
-        if measured.saw(violates(example)):
-            violating.append(same(example))
-            return True
-        return False
-
     try:
-        shrunk = find(
+        caught = catch(
             strategy,
-            judge,
-            settings=settings(
-                max_examples=examples, database=None, suppress_health_check=list(HealthCheck)
-            ),
-            random=random.Random(seed),
+            violates,
+            shrink_runs=SMOKE_SHRINK_RUNS if smoke else SHRINK_RUNS,
+            max_examples=SMOKE_EXAMPLES if smoke else BUDGET,
+            seed=seed,
+            small_enough=lambda case: entries(case) <= 1,
+            same=same,
         )
     except NoSuchExample:
-        return measured, None
-    measured.caught = True
-    return measured, shrunk
+        return Search()
+    return Search(True, caught.caught_at, caught.seconds_to_catch, entries(caught.shrunk))
 
 
 def machine_info() -> dict[str, Any]:
@@ -228,7 +209,7 @@ def test_systematic_exploration_of_each_saga_variant(
     activities: type,
 ) -> None:
     broken = fresh_server_fault_harness(
-        workflows=[workflow], activities=activities(services).activities()
+        workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
     )
     before: dict[str, dict[str, int]] = {}
     counter = iter(range(10**9))
@@ -284,23 +265,21 @@ def test_random_search_catches_each_saga_variant(
     activities: type,
 ) -> None:
     broken = fresh_server_fault_harness(
-        workflows=[workflow], activities=activities(services).activities()
+        workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
     )
     searches: list[Search] = []
 
     def searches_from_every_seed() -> None:
         for seed in seeds(request):
-            measured, shrunk = search(
-                DRAWN_FROM.get(workflow, saga_cases),
-                lambda case: prop in run_case(broken, workflow, services, case),
-                seed,
-                shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
-                examples=SMOKE_EXAMPLES if benchmark.disabled else BUDGET,
+            searches.append(
+                search(
+                    DRAWN_FROM.get(workflow, saga_cases),
+                    lambda case: prop in run_case(broken, workflow, services, case),
+                    seed,
+                    lambda case: len(case.plan.faults),
+                    smoke=benchmark.disabled,
+                )
             )
-            if shrunk is not None:
-                case: SagaCase = shrunk
-                measured.shrunk_entries = len(case.plan.faults)
-            searches.append(measured)
 
     benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
     rows.add(f"saga {workflow.__name__}/{activities.__name__}: {prop}", "hypothesis", searches)
@@ -352,17 +331,16 @@ def test_random_search_catches_each_fan_in_variant(
 
     def searches_from_every_seed() -> None:
         for seed in seeds(request):
-            measured, shrunk = search(
-                scenarios(str(tmp_path / f"fanin-{seed}.sqlite3"), policies=("collect",)),
-                violates,
-                seed,
-                shrink_runs=SMOKE_SHRINK_RUNS if benchmark.disabled else SHRINK_RUNS,
-                examples=SMOKE_EXAMPLES if benchmark.disabled else BUDGET,
-                same=_without_batch_id,
+            searches.append(
+                search(
+                    scenarios(str(tmp_path / f"fanin-{seed}.sqlite3"), policies=("collect",)),
+                    violates,
+                    seed,
+                    lambda scenario: len(scenario.plan.faults),
+                    smoke=benchmark.disabled,
+                    same=_without_batch_id,
+                )
             )
-            if shrunk is not None:
-                measured.shrunk_entries = len(shrunk.plan.faults)
-            searches.append(measured)
 
     benchmark.pedantic(searches_from_every_seed, rounds=1, iterations=1)
     rows.add(f"fan-in {name}", "hypothesis", searches)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -19,7 +21,11 @@ class Caught(Generic[T]):
 
     shrunk: T
     caught_at: int
+    """The example (counted from 1) that first violated."""
     runs: int
+    """The runs made, shrinking included."""
+    seconds_to_catch: float
+    """Real time from the search's start to the end of the first violating run."""
 
 
 def catch(
@@ -28,26 +34,43 @@ def catch(
     *,
     shrink_runs: int,
     max_examples: int,
+    seed: int | None = None,
+    small_enough: Callable[[T], bool] | None = None,
+    same: Callable[[T], object] | None = None,
 ) -> Caught[T]:
-    """``find()`` a drawn case that ``violates``, derandomised, then shrink it at most
-    ``shrink_runs`` more runs.
+    """``find()`` a drawn case that ``violates``, then shrink it at most ``shrink_runs`` more runs.
 
-    Counted, not timed, so shrinking ends alike on every machine (Hypothesis's own cap is
-    300 s of shrinking). ``find()`` stops at the first catch, so a large ``max_examples``
-    costs nothing when the variant is caught early.
+    Derandomised unless a ``seed`` is given. Counted, not timed, so shrinking ends alike on
+    every machine (Hypothesis's own cap is 300 s of shrinking). ``find()`` stops at the first
+    catch, so a large ``max_examples`` costs nothing when the variant is caught early. With
+    ``small_enough``, shrinking also ends once a violating case satisfies it. ``same`` maps a
+    case to what makes it the same case (leaving out fresh ids drawn anew each time). Raises
+    :class:`hypothesis.errors.NoSuchExample` when no case violates.
     """
     tried: list[T] = []
     caught_at: list[int] = []
     violating: list[T] = []
+    key: Callable[[T], object] = same or (lambda case: case)
+    started = time.perf_counter()
+    seconds: list[float] = []
+
+    def spent() -> bool:
+        if not caught_at:
+            return False
+        if small_enough is not None and any(small_enough(case) for case in violating):
+            return True
+        return len(tried) >= caught_at[0] + shrink_runs
 
     def counted(case: T) -> bool:
-        if caught_at and len(tried) >= caught_at[0] + shrink_runs:
+        if spent():
             # The budget is spent: only a case already seen to violate (Hypothesis runs the
             # smallest once more at the end) still does, without running again.
-            return case in violating
+            return any(key(case) == key(seen) for seen in violating)
         tried.append(case)
         if violates(case):
-            caught_at.append(len(tried))
+            if not caught_at:
+                caught_at.append(len(tried))
+                seconds.append(time.perf_counter() - started)
             violating.append(case)
             return True
         return False
@@ -58,11 +81,12 @@ def catch(
         settings=settings(
             max_examples=max_examples,
             database=None,
-            derandomize=True,
+            derandomize=seed is None,
             suppress_health_check=list(HealthCheck),
         ),
+        random=None if seed is None else random.Random(seed),
     )
-    return Caught(shrunk, caught_at[0], len(tried))
+    return Caught(shrunk, caught_at[0], len(tried), seconds[0])
 
 
 class ShrinkBudgetSpent(KeyboardInterrupt):

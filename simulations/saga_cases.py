@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from hypothesis import strategies as st
+from temporalio.workflow import NondeterminismError
 
 import faults
 import faults.testing
@@ -131,7 +132,12 @@ disrupted_saga_cases = _cases(DISRUPTIONS)
 def run_case(
     harness: faults.testing.FaultHarness, workflow: Any, services: OrderServices, case: SagaCase
 ) -> dict[str, Any]:
-    """Run ``case`` through ``workflow`` on ``harness``; return the invariants that broke."""
+    """Run ``case`` through ``workflow`` on ``harness``; return the invariants that broke.
+
+    A run whose history does not replay against the code (the harness replays every
+    finished run from its first event) breaks ``"replays from its history"`` too; its
+    invariants are still checked.
+    """
     order, before = order_on_own_skus(
         services,
         case.seed,
@@ -141,14 +147,34 @@ def run_case(
         country="AQ" if case.business == "not_served" else None,
         short=case.business == "out_of_stock",
     )
-    outcome = harness.run(workflow.run, order, case.settings, plan=case.plan, timeout=RUN_SECONDS)
+    workflow_id = faults.testing.unique_id("order-run")
+    replay_failure: NondeterminismError | None = None
+    try:
+        outcome = harness.run(
+            workflow.run, order, case.settings, plan=case.plan, id=workflow_id, timeout=RUN_SECONDS
+        )
+        described = outcome.describe()
+    except NondeterminismError as err:  # raised by the replay of the finished run
+        replay_failure = err
+        described = f"{workflow_id} under {case.plan.describe()}"
     assert harness.loop is not None
-    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
+    run = harness.loop.run(observe_run(harness.client, workflow_id))
     broken = order_violations(services, order, run, before)
+    if replay_failure is not None:
+        broken[REPLAYS] = str(replay_failure).split("\n")[0][:300]
     if broken:
-        broken["run"] = outcome.describe()
+        broken["run"] = described
         broken["journal"] = [(e.op, e.effect) for e in services.ledger(order.order_id).journal]
     return broken
+
+
+WORKER_OPTIONS: dict[str, Any] = {"workflow_failure_exception_types": [NondeterminismError]}
+"""Worker options for a saga harness: a non-determinism (a replay from a cold cache that
+no longer matches the history) fails the order where it happens, as on a worker so
+configured, instead of retrying its workflow task until the run's time limit."""
+
+REPLAYS = "replays from its history"
+"""What :func:`run_case` reports when a finished run's history does not replay."""
 
 
 def minimal(case: SagaCase) -> str:

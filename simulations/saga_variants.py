@@ -72,6 +72,14 @@ class Breakage(enum.Enum):
     """A spending limit in cents compared with a total in dollars: large orders fail, undone."""
     UNCOMPENSATED_CANCELLATION = "uncompensated cancellation"
     """A cancelled order stops where it is: nothing it did is undone."""
+    SCREENED_ONCE_PER_PROCESS = "screened once per process"
+    """The fraud screen is skipped for an order its worker process has screened before (a
+    module-level set, emptied as the order ends): only a replay from a cold cache in the
+    middle of the order takes that path, and it no longer matches the history."""
+
+
+_SCREENED: set[str] = set()
+"""Orders screened in this process, for :attr:`Breakage.SCREENED_ONCE_PER_PROCESS`."""
 
 
 def _execute(
@@ -140,8 +148,12 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
     step = functools.partial(_execute, settings=settings, attempts=settings.step_attempts)
     undo = functools.partial(_execute, settings=settings, attempts=settings.compensation_attempts)
     await step(OrderActivities.check_catalog, [item.sku for item in order.items])
+    screened_once = breakage is Breakage.SCREENED_ONCE_PER_PROCESS
     if workflow.patched(FRAUD_SCREEN_PATCH):
-        await step(OrderActivities.screen, order.order_id, order.email, order.total_cents)
+        if not (screened_once and order.order_id in _SCREENED):
+            await step(OrderActivities.screen, order.order_id, order.email, order.total_cents)
+        if screened_once:
+            _SCREENED.add(order.order_id)
 
     keys = OrderKeys.for_workflow(workflow.info().workflow_id)
     oid = order.order_id
@@ -203,6 +215,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         if breakage is Breakage.UNCOMPENSATED_CANCELLATION and cancelled:
             raise
         report = await _compensate(saga, breakage, registered)
+        _SCREENED.discard(oid)  # (an eviction, ending the compensations, never gets here)
         if isinstance(err, asyncio.CancelledError):
             raise
         compensated = [] if breakage is Breakage.UNREPORTED_COMPENSATION else report.compensated
@@ -215,6 +228,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
             workflow.logger.warning("order %s completes without its confirmation", oid)
     elif breakage is not Breakage.NO_PIVOT:
         await saga.complete(lambda: confirm(0))  # 0: retried until it succeeds
+    _SCREENED.discard(oid)
     return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
 
 
@@ -352,3 +366,18 @@ class UncompensatedCancellationSaga:
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.UNCOMPENSATED_CANCELLATION`."""
         return await process_order(order, settings, Breakage.UNCOMPENSATED_CANCELLATION)
+
+
+@workflow.defn(sandboxed=False)
+class ScreenedOncePerProcessSaga:
+    """Breaks atomicity on a worker restart: the order's replay from a cold cache diverges.
+
+    The first run of the order and a replay of its whole history after it ended agree; a
+    restart after a step committed replays the order while it is still open, in a process
+    that remembers screening it, and the order fails there with nothing undone.
+    """
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.SCREENED_ONCE_PER_PROCESS`."""
+        return await process_order(order, settings, Breakage.SCREENED_ONCE_PER_PROCESS)

@@ -108,6 +108,7 @@ def simulation(
     class BreakerSimulation(RuleBasedStateMachine):
         permits = Bundle("permits")
         last_run: list[str] = []
+        run_budget = budget
 
         def __init__(self) -> None:
             super().__init__()
@@ -340,15 +341,15 @@ def expect_caught(
     sim: type[RuleBasedStateMachine],
     steps: int,
     match: str | None = None,
-    budget: RunBudget | None = None,
     **overrides: Any,
 ) -> list[str]:
     """The steps of the shrunk run that caught ``sim``'s breaker, which must be caught.
 
     One failure, shrunk (whatever the profile: the mutation profile does not shrink):
-    several checks may catch one broken variant in different ways. With the ``budget``
-    ``sim`` was built with, the smallest failure seen when it is spent.
+    several checks may catch one broken variant in different ways. When ``sim`` was built
+    with a budget, the smallest failure seen once it is spent.
     """
+    budget: RunBudget | None = getattr(sim, "run_budget", None)
     try:
         with pytest.raises(AssertionError, match=match):
             check(sim, steps, report_multiple_bugs=False, phases=tuple(Phase), **overrides)
@@ -583,7 +584,6 @@ def test_simulation_catches_a_broken_entity(
     run = expect_caught(
         entity_simulation(temporal_loop, manual_time, entity_queue, variant, budget=budget),
         steps=20,
-        budget=budget,
         max_examples=ENTITY_EXAMPLES,
         derandomize=True,
     )
