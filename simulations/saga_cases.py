@@ -18,7 +18,7 @@ from patterns.saga._invariants import observe_run, order_on_own_skus, order_viol
 
 from . import RUN_SECONDS
 
-Business = Literal["accepted", "declined", "out_of_stock", "not_served"]
+Business = Literal["accepted", "declined", "out_of_stock", "not_served", "suspected"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ CALLS: dict[Business, tuple[str, ...]] = {
         "check_catalog", "screen", "charge", "reserve", "ship",
         "cancel_shipment", "release", "refund",
     ),
+    "suspected": ("check_catalog", "screen"),
 }  # fmt: skip
 """The activities a fault-free run of each business outcome calls: what a plan aims at.
 
@@ -61,7 +62,7 @@ disruption can meet a step that fails for good."""
 @st.composite
 def _cases(draw: st.DrawFn, kinds: tuple[str, ...]) -> SagaCase:
     business: Business = draw(
-        st.sampled_from(["accepted", "declined", "out_of_stock", "not_served"])
+        st.sampled_from(["accepted", "declined", "out_of_stock", "not_served", "suspected"])
     )
     settings = draw(
         st.builds(
@@ -146,6 +147,7 @@ def run_case(
         declined=case.business == "declined",
         country="AQ" if case.business == "not_served" else None,
         short=case.business == "out_of_stock",
+        suspected=case.business == "suspected",
     )
     workflow_id = faults.testing.unique_id("order-run")
     replay_failure: NondeterminismError | None = None

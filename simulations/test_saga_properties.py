@@ -9,7 +9,8 @@ workflow history only (never from what the workflow reports about itself), that:
 1. semantic atomicity holds; 2. compensations ran in reverse order;
 3. effects happened exactly once; 4. nothing was compensated after the pivot;
 5. every compensation that failed for good was reported, and only those;
-6. a completed order's post-pivot steps were done; 7. an order failed only for a cause.
+6. a completed order's post-pivot steps were done; 7. an order failed only for a cause;
+8. an order was charged only once screened, and never when the screen refuses it.
 
 (``patterns.saga._invariants`` says which evidence each one reads.) The same
 property holds for :class:`~simulations.saga_variants.FaithfulOrderSaga`, the
@@ -46,6 +47,7 @@ from .saga_variants import (
     LyingCompensationSaga,
     NonIdempotentRefundActivities,
     NoPivotSaga,
+    ScreenAlongsideChargeSaga,
     ScreenedOncePerProcessSaga,
     SilentCompensationSaga,
     UncompensatedCancellationSaga,
@@ -115,6 +117,7 @@ VARIANTS = [
     ("5 failed compensations reported", UnreportedCompensationSaga, OrderActivities),
     ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
     ("7 failed only for a cause", LimitInDollarsSaga, OrderActivities),
+    ("8 charged only once screened", ScreenAlongsideChargeSaga, OrderActivities),
 ]
 
 

@@ -13,6 +13,7 @@ import faults.testing
 from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
 from patterns.saga import (
     DECLINED_CARD,
+    FRAUD_LIMIT_CENTS,
     Address,
     CompensationOutcome,
     JournalEntry,
@@ -25,6 +26,7 @@ from patterns.saga import (
     SagaSettings,
 )
 from patterns.saga._invariants import (
+    INVARIANTS,
     SagaRun,
     ScheduledActivity,
     check_invariants,
@@ -323,7 +325,7 @@ def test_demonstrate_holds_every_invariant(
         demonstrate(temporal_client, seed=7, plan=None, workdir=tmp_path, say=lines.append)
     )
     assert report.ok, report.checks
-    assert len(report.checks) == 7 and len(report.summary) == 4
+    assert len(report.checks) == len(INVARIANTS) and len(report.summary) == 4
     assert "completed" in report.summary[0] and "OrderFailed" in report.summary[1]
     assert (tmp_path / "saga-services.sqlite").exists() and lines
 
@@ -355,7 +357,11 @@ SHIP_REFUSED = (*FORWARD, ("reserve", "completed"), ("ship", "failed"))
 
 
 def history(*ends: tuple[str, str]) -> tuple[ScheduledActivity, ...]:
-    return tuple(ScheduledActivity(name, str(n), end, 1) for n, (name, end) in enumerate(ends, 1))
+    """Activities run one after another: the n-th is scheduled at event 10n and ends at 10n+5."""
+    return tuple(
+        ScheduledActivity(name, str(n), end, 1, 10 * n, 0 if end == "open" else 10 * n + 5)
+        for n, (name, end) in enumerate(ends, 1)
+    )
 
 
 def journal(*entries: tuple[str, str]) -> list[JournalEntry]:
@@ -460,3 +466,62 @@ def test_a_completed_order_must_have_sent_its_confirmation() -> None:
         left_charged_and_reserved(("ship", "applied")), shipments={"k:ship": "created"}
     )
     assert broken(run, ledger) == {"6 post-pivot steps done"}
+
+
+def test_a_charge_scheduled_before_the_screen_answered_breaks_screening() -> None:
+    alongside = (
+        *history(("check_catalog", "completed")),
+        ScheduledActivity("screen", "2", "completed", 1, 20, 40),
+        ScheduledActivity("charge", "3", "completed", 1, 21, 30),
+    )
+    ends = (("reserve", "completed"), ("ship", "completed"), ("confirm", "completed"))
+    run = SagaRun("made-up", "completed", "", SagaSettings(), (*alongside, *history(*ends)))
+    ledger = dataclasses.replace(
+        left_charged_and_reserved(("ship", "applied"), ("confirm", "applied")),
+        shipments={"k:ship": "created"},
+        confirmations=1,
+    )
+    assert broken(run, ledger) == {"8 charged only once screened"}
+    in_order = SagaRun("made-up", "completed", "", SagaSettings(), history(*FORWARD, *ends))
+    assert broken(in_order, ledger) == set()
+
+
+def test_an_order_over_the_fraud_limit_is_never_charged() -> None:
+    suspected = dataclasses.replace(UNSERVED, items=[LineItem("SKU-A", 1, FRAUD_LIMIT_CENTS + 1)])
+    stock = {"SKU-A": 10}
+    refused = SagaRun(
+        "made-up",
+        "failed",
+        "FraudSuspected",
+        SagaSettings(),
+        history(("check_catalog", "completed"), ("screen", "failed")),
+    )
+    untouched = OrderLedger("made-up", 0, 0, {}, {}, 0, [])
+    checks = check_invariants(suspected, untouched, refused, stock, stock)
+    assert failed_checks(checks) == {}
+    # A run that never screens: charged, refused at the reservation, refunded. Every other
+    # invariant holds; the payment service was reached.
+    unscreened = SagaRun(
+        "made-up",
+        "failed",
+        "OrderFailed",
+        SagaSettings(),
+        history(
+            ("check_catalog", "completed"),
+            ("charge", "completed"),
+            ("reserve", "failed"),
+            ("refund", "completed"),
+        ),
+        claimed_compensated=("refund",),
+    )
+    refunded = OrderLedger(
+        "made-up",
+        charged_cents=FRAUD_LIMIT_CENTS + 1,
+        refunded_cents=FRAUD_LIMIT_CENTS + 1,
+        reserved={},
+        shipments={},
+        confirmations=0,
+        journal=journal(("charge", "applied"), ("refund", "applied")),
+    )
+    checks = check_invariants(suspected, refunded, unscreened, stock, stock)
+    assert set(failed_checks(checks)) == {"8 charged only once screened"}

@@ -52,6 +52,7 @@ runs before C failed for good.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,8 +66,8 @@ from .._checks import InvariantCheck
 from ._activities import COMPENSATION_ACTIVITIES, STEP_ACTIVITIES
 from ._orders import make_catalog, make_order
 from ._saga import CompensationOutcome
-from ._services import OrderLedger, OrderServices
-from ._types import Order, SagaSettings
+from ._services import FRAUD_LIMIT_CENTS, OrderLedger, OrderServices
+from ._types import LineItem, Order, SagaSettings
 
 RunStatus = Literal["completed", "failed", "compensation_failed", "cancelled"]
 """How an order saga ended, as its history records it."""
@@ -94,6 +95,10 @@ class ScheduledActivity:
     ended: ActivityEnd
     attempts: int
     """The last attempt the history records (0 if no attempt ended)."""
+    scheduled_event: int = 0
+    """The id of its ``ActivityTaskScheduled`` event."""
+    ended_event: int = 0
+    """The id of the event that ended it (0 while open)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ async def observe_run(
     settings = SagaSettings()
     names: dict[int, tuple[str, str]] = {}
     attempts: dict[int, int] = {}
-    ends: dict[int, ActivityEnd] = {}
+    ends: dict[int, tuple[ActivityEnd, int]] = {}
     closed: EventType.ValueType | None = None
     failure: BaseException | None = None
     cancel_requested = False
@@ -217,7 +222,10 @@ async def observe_run(
             attempts[started.scheduled_event_id] = started.attempt
         elif kind in _ACTIVITY_ENDS:
             field, end = _ACTIVITY_ENDS[kind]
-            ends[getattr(event, f"{field}_event_attributes").scheduled_event_id] = end
+            ends[getattr(event, f"{field}_event_attributes").scheduled_event_id] = (
+                end,
+                event.event_id,
+            )
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
             cancel_requested = True
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED:
@@ -237,16 +245,20 @@ async def observe_run(
             f"workflow {workflow_id!r} has not closed; observe a run after its result is in"
         )
     status, error_type = _status(failure, closed)
-    activities = tuple(
-        ScheduledActivity(name, activity_id, ends.get(event_id, "open"), attempts.get(event_id, 0))
-        for event_id, (name, activity_id) in names.items()
-    )
+    activities: list[ScheduledActivity] = []
+    for event_id, (name, activity_id) in names.items():
+        ended, ended_event = ends.get(event_id, ("open", 0))
+        activities.append(
+            ScheduledActivity(
+                name, activity_id, ended, attempts.get(event_id, 0), event_id, ended_event
+            )
+        )
     return SagaRun(
         workflow_id,
         status,
         error_type,
         settings,
-        activities,
+        tuple(activities),
         _claims(failure),
         _claimed_compensated(failure),
         cancel_requested,
@@ -466,6 +478,25 @@ def _cause(ev: _Evidence) -> list[str]:
     ]
 
 
+def _screened(ev: _Evidence, order: Order) -> list[str]:
+    problems: list[str] = []
+    screens = [a for a in ev.run.activities if a.name == "screen"]
+    charges = [a.scheduled_event for a in ev.run.activities if a.name == "charge"]
+    if screens and charges:
+        first_charge = min(charges)
+        if not any(a.ended == "completed" and a.ended_event < first_charge for a in screens):
+            problems.append("charge scheduled before a screen completed (history)")
+    if order.total_cents > FRAUD_LIMIT_CENTS:
+        if _count(ev.ledger, "charge"):
+            problems.append(
+                f"order over the fraud limit ({order.total_cents} cents) reached the payment "
+                "service (journal)"
+            )
+        if ev.run.status == "completed":
+            problems.append("order over the fraud limit completed (history)")
+    return problems
+
+
 _FORWARD = ("check_catalog", "screen", *STEP_ACTIVITIES)
 """The activities whose failure for good is a cause for an order to fail."""
 
@@ -477,6 +508,7 @@ INVARIANTS: Sequence[str] = (
     "5 failed compensations reported",
     "6 post-pivot steps done",
     "7 failed only for a cause",
+    "8 charged only once screened",
 )
 """The names of the checks :func:`check_invariants` returns, in order."""
 
@@ -488,7 +520,7 @@ def check_invariants(
     stock_before: Mapping[str, int],
     stock_after: Mapping[str, int],
 ) -> list[InvariantCheck]:
-    """Check the seven saga invariants (module docstring) for one order on SKUs of its own.
+    """Check the eight saga invariants (module docstring) for one order on SKUs of its own.
 
     ``ledger`` and the stock are read from the services database; ``run`` from
     the workflow's history (:func:`observe_run`).
@@ -502,6 +534,7 @@ def check_invariants(
         _reported(ev),
         _post_pivot(ev),
         _cause(ev),
+        _screened(ev, order),
     ]
     return [_check(name, found) for name, found in zip(INVARIANTS, problems, strict=True)]
 
@@ -521,16 +554,24 @@ def order_on_own_skus(
     declined: bool = False,
     country: str | None = None,
     short: bool = False,
+    suspected: bool = False,
 ) -> tuple[Order, dict[str, int]]:
     """A Faker order from ``seed`` on three fresh SKUs, each stocked with ``stock`` units.
 
     No other order touches those SKUs, so the order's invariants can be checked
     alone (:func:`order_violations`). ``declined`` and ``country`` are as in
     :func:`make_order`; with ``short`` the SKU of the order's last item holds one
-    unit fewer than the item needs. Returns the order and its SKUs' stock before it runs.
+    unit fewer than the item needs; with ``suspected`` the first product costs more than the
+    fraud screen's limit, and the order holds it. Returns the order and its SKUs' stock
+    before it runs.
     """
     catalog = make_catalog(seed, 3, prefix=sku_prefix, max_stock=0)
+    if suspected:
+        catalog[0] = dataclasses.replace(catalog[0], unit_price_cents=FRAUD_LIMIT_CENTS + 1)
     order = make_order(seed, catalog, order_id=order_id, declined=declined, country=country)
+    if suspected and all(item.sku != catalog[0].sku for item in order.items):
+        first = catalog[0]
+        order = dataclasses.replace(order, items=[LineItem(first.sku, 1, first.unit_price_cents)])
     before = {p.sku: stock for p in catalog}
     if short:
         last = order.items[-1]
