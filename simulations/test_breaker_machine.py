@@ -352,7 +352,14 @@ def expect_caught(
     budget: RunBudget | None = getattr(sim, "run_budget", None)
     try:
         with pytest.raises(AssertionError, match=match):
-            check(sim, steps, report_multiple_bugs=False, phases=tuple(Phase), **overrides)
+            check(
+                sim,
+                steps,
+                report_multiple_bugs=False,
+                phases=tuple(Phase),
+                database=None,  # a fresh search: a saved failure would be replayed pre-shrunk
+                **overrides,
+            )
     except ShrinkBudgetSpent:
         assert budget is not None
         run, error = budget.smallest()
