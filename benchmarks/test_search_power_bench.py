@@ -14,7 +14,8 @@ saga variant, with no randomness.
 Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
 go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
 benchmarks.report``). With ``--benchmark-disable`` (CI's smoke run) one seed per
-variant runs, with 10 examples and 20 shrink runs, and nothing is written.
+variant runs, with 5 examples and 5 shrink runs (10 schedules per exploration), and
+nothing is written.
 """
 
 from __future__ import annotations
@@ -52,10 +53,11 @@ from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 RESULTS = Path(__file__).parent / "results" / "search_power.json"
 BUDGET = 200
 """Examples per search: the ``ci`` profile's budget."""
-SMOKE_EXAMPLES = 10
-SMOKE_SHRINK_RUNS = 20
-"""Examples and shrink runs per search in a smoke run (``--benchmark-disable``), which writes
-nothing: it shows the searches run, not how well."""
+SMOKE_EXAMPLES = 5
+SMOKE_SHRINK_RUNS = 5
+SMOKE_SCHEDULES = 10
+"""Examples and shrink runs per search, and schedules per exploration, in a smoke run
+(``--benchmark-disable``), which writes nothing: it shows the searches run, not how well."""
 
 each_saga_variant = pytest.mark.parametrize(
     ("prop", "workflow", "activities"),
@@ -234,7 +236,7 @@ def test_systematic_exploration_of_each_saga_variant(
             "fresh_args": fresh_order,
             # The invariants cover cancelled orders too; a smoke run keeps to the cheaper shapes.
             "shapes": DEFAULT_SHAPES if benchmark.disabled else ALL_SHAPES,
-            "budget": 40 if benchmark.disabled else 400,  # a smoke run (CI): 40
+            "budget": SMOKE_SCHEDULES if benchmark.disabled else 400,
         },
         rounds=1,
         iterations=1,
