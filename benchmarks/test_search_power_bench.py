@@ -9,7 +9,10 @@ most one entry, or 150 runs after the catch: the size is an upper bound). The ta
 (every variant caught by every seed, shrunk to at most 2 entries) are read from the
 results, not asserted: a seed that misses is a measurement, not a flaky test.
 Systematic exploration (every single fault at every call, then pairs) runs once per
-saga variant, with no randomness.
+saga variant, with no randomness. Everything runs on the session's time-skipping
+server, which the plugin replaces when a run leaves its clock held (cancellations and
+timeouts do): on a server of a test's own, every later timeout would wait its full
+10 s in real time.
 
 Run with ``pytest benchmarks/test_search_power_bench.py --benchmark-only``; the rows
 go to ``benchmarks/results/search_power.json`` (rendered by ``python -m
@@ -203,14 +206,14 @@ def _saga_check(
 @each_saga_variant
 def test_systematic_exploration_of_each_saga_variant(
     benchmark: Any,
-    fresh_server_fault_harness: Any,
+    fault_harness: Any,
     services: OrderServices,
     rows: Rows,
     prop: str,
     workflow: type,
     activities: type,
 ) -> None:
-    broken = fresh_server_fault_harness(
+    broken = fault_harness(
         workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
     )
     before: dict[str, dict[str, int]] = {}
@@ -259,14 +262,14 @@ def test_systematic_exploration_of_each_saga_variant(
 def test_random_search_catches_each_saga_variant(
     benchmark: Any,
     request: pytest.FixtureRequest,
-    fresh_server_fault_harness: Any,
+    fault_harness: Any,
     services: OrderServices,
     rows: Rows,
     prop: str,
     workflow: type,
     activities: type,
 ) -> None:
-    broken = fresh_server_fault_harness(
+    broken = fault_harness(
         workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
     )
     searches: list[Search] = []
@@ -315,12 +318,12 @@ def _fanin_harness(fault_harness: Any, name: str) -> tuple[Any, Any]:
 def test_random_search_catches_each_fan_in_variant(
     benchmark: Any,
     request: pytest.FixtureRequest,
-    fresh_server_fault_harness: Any,
+    fault_harness: Any,
     tmp_path: Path,
     rows: Rows,
     name: str,
 ) -> None:
-    harness, workflow = _fanin_harness(fresh_server_fault_harness, name)
+    harness, workflow = _fanin_harness(fault_harness, name)
 
     def violates(scenario: Scenario) -> bool:
         try:
