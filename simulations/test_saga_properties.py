@@ -105,6 +105,21 @@ def test_saga_invariants_hold_under_timeouts_restarts_and_cancellations(
     assert run_case(harness, workflow, services, case) == {}
 
 
+@settings(max_examples=300, database=None)
+@given(case=disrupted_saga_cases)
+def test_a_disrupted_plan_cancels_the_order_at_most_once(case: SagaCase) -> None:
+    """Only the first cancellation a run meets matters: a plan draws one at most, first, and
+    no other entry aims at the attempt it cancels (the first matching entry wins)."""
+    kinds = [entry.fault.kind for entry in case.plan.faults]
+    assert kinds.count("cancel") <= 1
+    if "cancel" in kinds:
+        assert kinds[0] == "cancel"
+        first = case.plan.faults[0]
+        assert all(
+            (e.activity, e.attempt) != (first.activity, first.attempt) for e in case.plan.faults[1:]
+        )
+
+
 VARIANTS = [
     ("1 semantic atomicity", CompensateAfterStepSaga, OrderActivities),
     ("1 semantic atomicity", LyingCompensationSaga, OrderActivities),

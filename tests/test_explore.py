@@ -231,6 +231,7 @@ def test_a_bug_without_faults_is_the_violation_with_an_empty_plan(
     assert violation.outcome is not None and not violation.outcome.injections
     assert violation.reproduction.startswith("harness.run(Transfer.run, 10, plan=")
     assert "violated under: no faults" in report.describe()
+    assert report.coverage().startswith("no schedule in scope: the fault-free run already broke")
 
 
 def test_bad_arguments_are_refused_with_the_fix(harness: faults.testing.FaultHarness) -> None:

@@ -471,6 +471,11 @@ class Exploration:
 
     def coverage(self) -> str:
         """``run/in scope`` with the singles and pairs apart."""
+        if not self.calls and self.violation is not None:
+            return (
+                "no schedule in scope: the fault-free run already broke an invariant, "
+                "so no call was faulted"
+            )
         singles = min(self.schedules_run, self.singles_in_scope)
         pairs = self.schedules_run - singles
         pair_scope = "?" if self.pairs_in_scope is None else str(self.pairs_in_scope)
