@@ -801,6 +801,76 @@ def test_handed_out_harnesses_and_task_queues_survive_server_replacement(
     result.stdout.fnmatch_lines(["*test server rotations: [2-9]*", "*x after 5 runs*"])
 
 
+_HANDED_OUT_CONFTEST = """
+import pytest
+
+
+@pytest.fixture(scope="session")
+def handed_out():
+    return {}
+"""
+
+_EARLIER_MODULE = """
+from tests.fault_targets import ProbeWorkflow, SyncProbeWorkflow, probe, sync_probe
+
+
+def test_hands_out_a_harness_and_a_task_queue(fault_harness, fault_worker, handed_out):
+    harness = fault_harness(workflows=[ProbeWorkflow], activities=[probe])
+    queue = fault_worker(workflows=[SyncProbeWorkflow], activities=[sync_probe])
+    assert harness.run(ProbeWorkflow.run, "earlier").succeeded
+    handed_out.update(harness=harness, queue=queue)
+"""
+
+_ROTATING_MODULE = """
+from tests.fault_targets import ProbeWorkflow, probe
+
+
+def test_replacements_restart_only_this_modules_workers(
+    fault_harness, _faults_pool, temporal_rotation_report
+):
+    harness = fault_harness(workflows=[ProbeWorkflow], activities=[probe], identity="b")
+    for i in range(8):
+        assert harness.run(ProbeWorkflow.run, f"run-{i}").succeeded
+    assert len(temporal_rotation_report.rotations) >= 2, temporal_rotation_report.describe()
+    # The earlier module's two workers stopped at the first replacement and stay stopped.
+    assert len(_faults_pool.workers_running()) == 1
+"""
+
+_LATER_MODULE = """
+from tests.fault_targets import ProbeWorkflow, SyncProbeWorkflow
+
+
+def test_earlier_workers_start_again_when_a_workflow_starts_on_their_queue(
+    handed_out, temporal_client, temporal_loop
+):
+    assert handed_out["harness"].run(ProbeWorkflow.run, "later").succeeded
+    answer = temporal_loop.run(
+        temporal_client.execute_workflow(
+            SyncProbeWorkflow.run, "by-client", id="by-client", task_queue=handed_out["queue"]
+        )
+    )
+    assert answer == 1
+"""
+
+
+def test_a_replacement_restarts_the_current_modules_workers_and_wakes_the_rest_on_use(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three modules, a replacement every 3 runs: the middle one's replacements start only its
+    own worker; the first module's harness and task queue still work in the last."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    pytester.makeconftest(_HANDED_OUT_CONFTEST)
+    pytester.makepyfile(
+        test_a_earlier=_EARLIER_MODULE,
+        test_b_rotating=_ROTATING_MODULE,
+        test_c_later=_LATER_MODULE,
+    )
+    result = pytester.runpytest_subprocess(
+        "--temporal-env=time-skipping", "--temporal-rotate-after=3", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=3)
+
+
 _DUE_BUT_BLOCKED = """
 import asyncio
 

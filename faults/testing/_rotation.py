@@ -40,7 +40,11 @@ So :class:`ServerRotation` replaces the server instead, where nothing can notice
   fresh server at the next quiet point (no run of the harness in flight, no
   result awaited, no open workflow on the server, no worker but the plugin's
   own polling it), moves the session's client onto it, and starts the
-  plugin's workers again on their same task queues.
+  plugin's workers again on their same task queues: at once those the current
+  test module asked for, and any other when a workflow is next started on its
+  task queue (a session's pool holds a worker for every registration any test
+  asked for; restarting them all made each replacement cost seconds late in a
+  long suite).
 
 The session's client object stays the same: requests that name a workflow
 started on a retired server still go to that server (the last
@@ -183,6 +187,15 @@ def _workflow_id(rpc: str, request: google.protobuf.message.Message) -> str | No
     return None
 
 
+def _task_queue(rpc: str, request: google.protobuf.message.Message) -> str | None:
+    """The task queue a workflow start names."""
+    if rpc == "execute_multi_operation":
+        operations = getattr(request, "operations", ())
+        return str(operations[0].start_workflow.task_queue.name) if operations else None
+    queue = getattr(request, "task_queue", None)
+    return str(queue.name) if queue is not None and queue.name else None
+
+
 class _Router:
     """Sends a client's calls to the current server, or to the retired one that ran their workflow.
 
@@ -203,6 +216,8 @@ class _Router:
         self.homes: dict[str, temporalio.bridge.client.Client] = {}
         self.started = 0
         """Workflows started through this client (on any of its servers)."""
+        self.on_start: Callable[[str], Awaitable[None]] | None = None
+        """Awaited with a workflow start's task queue before the start is sent."""
         service._rpc_call = self._rpc_call  # type: ignore[method-assign]
 
     def switch(self, service: ServiceClient) -> None:
@@ -259,6 +274,9 @@ class _Router:
             self.started += 1
             if workflow_id is not None:
                 self.homes.pop(workflow_id, None)
+            task_queue = _task_queue(rpc, req)
+            if self.on_start is not None and task_queue:
+                await self.on_start(task_queue)
             return await self._call(self.current, *call)
         home = self.homes.get(workflow_id) if workflow_id is not None else None
         if home is not None:
@@ -306,7 +324,14 @@ class WorkerSet(Protocol):
         ...
 
     async def start_workers(self) -> None:
-        """Start every worker of the set again, on its same task queue, on the current server."""
+        """Start the set's workers again, on their same task queues, on the current server.
+
+        A set may leave some stopped until :meth:`wake` asks for them.
+        """
+        ...
+
+    async def wake(self, task_queue: str) -> None:
+        """A workflow is about to start on ``task_queue``: start its worker if it is stopped."""
         ...
 
 
@@ -385,6 +410,7 @@ class ServerRotation:
         self._environments: list[WorkflowEnvironment] = [env]
         self._retired: list[tuple[WorkflowEnvironment, temporalio.bridge.client.Client]] = []
         self._sets: list[WorkerSet] = []
+        self._router.on_start = self._wake
         self._in_flight = 0
         self._gate: asyncio.Lock | None = None
         self._served_from = 0
@@ -406,6 +432,10 @@ class ServerRotation:
     def add(self, workers: WorkerSet) -> None:
         """Stop and restart these workers at each rotation."""
         self._sets.append(workers)
+
+    async def _wake(self, task_queue: str) -> None:
+        for workers in self._sets:
+            await workers.wake(task_queue)
 
     def _serialised(self) -> asyncio.Lock:
         if self._gate is None:
