@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks import report
 from benchmarks.report import (
     FIGURES,
+    Environments,
     FanoutWidths,
     Overhead,
     RateSection,
@@ -245,6 +246,32 @@ def search_power(data: SearchPower) -> Figure:
     return figure
 
 
+def environments(data: Environments) -> Figure:
+    """Median real seconds per run of each shape, one bar per server, on a log scale."""
+    shapes, servers = data.shapes(), data.servers()
+    figure = _figure(9.0, 1.6 + 0.55 * len(shapes))
+    axes = figure.add_subplot()
+    height = 0.8 / max(1, len(servers))
+    for n, server in enumerate(servers):
+        rows = [(shapes.index(r.shape), r) for r in data.rows if r.server == server]
+        ys = [i - 0.4 + height * (n + 0.5) for i, _ in rows]
+        values = [r.median_seconds for _, r in rows]
+        axes.barh(ys, values, height=height * 0.9, color=COLOURS[n % len(COLOURS)], label=server)
+        for (_, row), y in zip(rows, ys, strict=True):
+            axes.text(row.median_seconds, y, f" {report.seconds(row.median_seconds)}",
+                      va="center", fontsize=8.5)  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_yticks(range(len(shapes)), shapes, fontsize=9)
+    axes.invert_yaxis()
+    axes.set_xlabel("real seconds per run (median; log scale)")
+    axes.legend(title="server", fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.grid(True, axis="x", color="#dddddd")
+    axes.set_axisbelow(True)
+    figure.suptitle("Real time per run by workload shape and server")
+    _caption(figure, data.source)
+    return figure
+
+
 DRAW: dict[str, Callable[[Any], Figure]] = {
     "fanout": fanout,
     "fanout_end_to_end": rate_bars,
@@ -253,6 +280,7 @@ DRAW: dict[str, Callable[[Any], Figure]] = {
     "saga": rate_bars,
     "breaker": rate_bars,
     "search_power": search_power,
+    "environments": environments,
 }
 """How each section is drawn."""
 

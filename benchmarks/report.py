@@ -26,6 +26,15 @@ Every number on the page is read from a results file; none is typed in. The file
       ]
     }
 
+* ``environments.json``, real seconds per run of each workload shape on each server that
+  skips time (written by ``benchmarks/test_environment_bench.py``)::
+
+    {
+      "datetime": "...", "machine_info": {...}, "command": "...",
+      "rows": [{"shape": "timers", "server": "time-skipping", "rounds": 10,
+                "median_seconds": 0.05, "min_seconds": 0.04}]
+    }
+
 A missing file only leaves its section out (with a one-line message); a file that is
 not valid JSON, or a ``search_power.json`` row without a required field, is an error
 naming the file and the field.
@@ -49,6 +58,7 @@ RESULTS = Path("benchmarks/results")
 DOCS_IMG = Path("docs/img")
 MARKDOWN = Path("docs/benchmarks.md")
 SEARCH_POWER = "search_power.json"
+ENVIRONMENTS = "environments.json"
 OVERHEAD_TARGET_PERCENT = 3.0  # the target stated in benchmarks/test_fault_layer_bench.py
 
 FIGURES = {
@@ -59,6 +69,7 @@ FIGURES = {
     "saga": "saga_throughput.png",
     "breaker": "breaker_throughput.png",
     "search_power": "search_power.png",
+    "environments": "environments.png",
 }
 """The file name of each section's figure, in the image folder."""
 
@@ -156,6 +167,38 @@ class SearchPower:
     command: str
 
 
+@dataclass(frozen=True)
+class EnvironmentRow:
+    """Real seconds per run of one workload shape on one server."""
+
+    shape: str
+    server: str
+    rounds: int
+    median_seconds: float
+    min_seconds: float
+
+
+@dataclass(frozen=True)
+class Environments:
+    """The rows of ``environments.json``."""
+
+    source: Source
+    rows: tuple[EnvironmentRow, ...]
+    command: str
+
+    def shapes(self) -> list[str]:
+        """The shapes, in the order the file has them."""
+        return list(dict.fromkeys(r.shape for r in self.rows))
+
+    def servers(self) -> list[str]:
+        """The servers, in the order the file has them."""
+        return list(dict.fromkeys(r.server for r in self.rows))
+
+    def seconds(self, shape: str, server: str) -> EnvironmentRow | None:
+        """The row of ``shape`` on ``server``, if measured."""
+        return next((r for r in self.rows if (r.shape, r.server) == (shape, server)), None)
+
+
 @dataclass
 class Results:
     """Everything the results folder holds, by section; ``None`` where a section has no data."""
@@ -168,6 +211,7 @@ class Results:
     saga: RateSection | None = None
     breaker: RateSection | None = None
     search_power: SearchPower | None = None
+    environments: Environments | None = None
     messages: list[str] = field(default_factory=list)
     """One line per file ignored or section left out."""
 
@@ -226,6 +270,10 @@ SECTIONS: dict[str, Section] = {
         "Search power",
         "",
         f"write benchmarks/results/{SEARCH_POWER} (its format: benchmarks/report.py)",
+    ),
+    "environments": Section(
+        "Real time per run by workload shape and server",
+        "pytest benchmarks/test_environment_bench.py --benchmark-only",
     ),
 }
 """Every section, in page order."""
@@ -502,6 +550,34 @@ def _search_power(path: Path) -> SearchPower:
     return SearchPower(_source(path, data), tuple(rows), str(data.get("command", "")))
 
 
+def _environments(path: Path) -> Environments:
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
+        raise ResultsError(
+            f"{path}: needs a non-empty 'rows' list (shape, server, rounds, median_seconds, "
+            "min_seconds); see benchmarks/report.py"
+        )
+    rows = []
+    for n, row in enumerate(data["rows"]):
+        where = f"{path}: rows[{n}]"
+        if not isinstance(row, dict):
+            raise ResultsError(f"{where}: must be an object with shape, server, rounds, seconds")
+        for name in ("shape", "server"):
+            if not isinstance(row.get(name), str) or not row[name]:
+                raise ResultsError(f"{where}: '{name}' must be a non-empty string")
+        rounds = row.get("rounds")
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+            raise ResultsError(f"{where}: 'rounds' must be a positive integer; got {rounds!r}")
+        seconds = []
+        for name in ("median_seconds", "min_seconds"):
+            value = row.get(name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ResultsError(f"{where}: '{name}' must be a number >= 0; got {value!r}")
+            seconds.append(float(value))
+        rows.append(EnvironmentRow(row["shape"], row["server"], rounds, *seconds))
+    return Environments(_source(path, data), tuple(rows), str(data.get("command", "")))
+
+
 def load(directory: Path) -> Results:
     """Read every results file in ``directory``; sections without data are ``None``."""
     if not directory.is_dir():
@@ -511,6 +587,9 @@ def load(directory: Path) -> Results:
     for path in sorted(directory.glob("*.json")):
         if path.name == SEARCH_POWER:
             results.search_power = _search_power(path)
+            continue
+        if path.name == ENVIRONMENTS:
+            results.environments = _environments(path)
             continue
         data = _read_json(path)
         if isinstance(data, dict) and isinstance(data.get("benchmarks"), list):
@@ -713,6 +792,46 @@ def _search_table(data: SearchPower) -> str:
     )
 
 
+SERVER_LABELS = {
+    "time-skipping": "Java test server (`time-skipping`)",
+    "dev-time-skipping": "dev server, per-workflow skipping (`dev-time-skipping`)",
+}
+
+
+def seconds(value: float) -> str:
+    """Seconds to two significant figures or so: ``0.034 s``, ``1.2 s``, ``15 s``."""
+    if value >= 10:
+        return f"{value:,.0f} s"
+    if value >= 1:
+        return f"{value:.1f} s"
+    return f"{value:.3f} s"
+
+
+def _environments_table(data: Environments) -> str:
+    servers = data.servers()
+    pair = servers[:2] if len(servers) >= 2 else []
+
+    def cell(shape: str, server: str) -> str:
+        row = data.seconds(shape, server)
+        return "" if row is None else f"{seconds(row.median_seconds)} ({seconds(row.min_seconds)})"
+
+    header = ["shape", *(SERVER_LABELS.get(s, s) for s in servers)]
+    if pair:
+        header += [f"{pair[1]} ÷ {pair[0]}", "faster"]
+    rows = []
+    for shape in data.shapes():
+        line = [shape, *(cell(shape, s) for s in servers)]
+        if pair:
+            a, b = data.seconds(shape, pair[0]), data.seconds(shape, pair[1])
+            if a is not None and b is not None and a.median_seconds > 0:
+                value = b.median_seconds / a.median_seconds
+                line += [ratio(value), pair[0] if value >= 1 else pair[1]]
+            else:
+                line += ["", ""]
+        rows.append(line)
+    return _table(header, rows, [False, *([True] * (len(header) - 1))])
+
+
 def _section(results: Results, key: str, images: Mapping[str, str]) -> list[str]:
     section = SECTIONS[key]
     data = getattr(results, key)
@@ -721,9 +840,9 @@ def _section(results: Results, key: str, images: Mapping[str, str]) -> list[str]
     if key == "overhead":
         assert isinstance(data, Overhead)
         command = command.replace("140", str(len(data.rounds)))
-    if key == "search_power":
-        assert isinstance(data, SearchPower)
-        command = data.command
+    if key in ("search_power", "environments"):
+        assert isinstance(data, (SearchPower, Environments))
+        command = data.command or command
     else:
         command = re.sub(
             r"--benchmark-json=\S+", f"--benchmark-json={_display(data.source.path)}", command
@@ -758,6 +877,13 @@ def _section(results: Results, key: str, images: Mapping[str, str]) -> list[str]
         lines += ["", _overhead_table(data)]
     elif isinstance(data, SearchPower):
         lines += [_search_table(data)]
+    elif isinstance(data, Environments):
+        lines.append(
+            "Real seconds per run, each on a server of the test's own, through the fault "
+            "harness (sandboxed worker, every run replayed), one run at a time: the median of "
+            "the rounds, the fastest in brackets; the ratio of the medians, from the same run."
+        )
+        lines += ["", _environments_table(data)]
     return lines + [""]
 
 

@@ -161,6 +161,23 @@ SEARCH_POWER = {
 }
 
 
+ENVIRONMENTS = {
+    "datetime": "2031-02-06T08:00:00+00:00",
+    "machine_info": MACHINE,
+    "command": "pytest benchmarks/test_environment_bench.py --benchmark-only",
+    "rows": [
+        {"shape": "timers", "server": "time-skipping", "rounds": 10,
+         "median_seconds": 0.05, "min_seconds": 0.04},
+        {"shape": "timers", "server": "dev-time-skipping", "rounds": 10,
+         "median_seconds": 0.2, "min_seconds": 0.15},
+        {"shape": "children on signals", "server": "time-skipping", "rounds": 10,
+         "median_seconds": 12.0, "min_seconds": 9.5},
+        {"shape": "children on signals", "server": "dev-time-skipping", "rounds": 10,
+         "median_seconds": 1.5, "min_seconds": 1.25},
+    ],
+}  # fmt: skip
+
+
 @pytest.fixture
 def results_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "results"
@@ -168,6 +185,7 @@ def results_dir(tmp_path: Path) -> Path:
     (folder / "fanout.json").write_text(json.dumps(fanout_report()))
     (folder / "fault_layer.json").write_text(json.dumps(fault_layer_report()))
     (folder / "search_power.json").write_text(json.dumps(SEARCH_POWER))
+    (folder / "environments.json").write_text(json.dumps(ENVIRONMENTS))
     return folder
 
 
@@ -197,6 +215,12 @@ def test_page_holds_every_figure_of_the_results_files(results_dir: Path, tmp_pat
     assert "| 3-step workflow, bare client (baseline) | 25.0 runs/s |" in text
     assert "75.0 runs/s" in text and "3.00x vs 3-step workflow, bare client" in text
     assert "| 8 of 8 | 3.25 s | 41 |" in text and "| 6 of 8 |" in text
+    # Servers by shape: medians, fastest rounds, the ratio and the faster server.
+    assert "2031-02-06 08:00 UTC" in text
+    assert "| timers | 0.050 s (0.040 s) | 0.200 s (0.150 s) | 4.00x | time-skipping |" in text
+    assert (
+        "| children on signals | 12 s (9.5 s) | 1.5 s (1.2 s) | 0.12x | dev-time-skipping |"
+    ) in text
     # Sections without results are listed with the command that makes them.
     assert "## Not recorded yet" in text
     assert "pytest benchmarks/test_saga_bench.py --benchmark-only" in text
@@ -236,7 +260,14 @@ def test_figures_are_drawn_and_linked(results_dir: Path, tmp_path: Path, capsys:
     drawn = sorted(p.name for p in out.iterdir())
     assert drawn == sorted(
         report.FIGURES[k]
-        for k in ("fanout", "fanout_end_to_end", "overhead", "simulation", "search_power")
+        for k in (
+            "fanout",
+            "fanout_end_to_end",
+            "overhead",
+            "simulation",
+            "search_power",
+            "environments",
+        )
     )
     for name in drawn:
         data = (out / name).read_bytes()
@@ -259,7 +290,8 @@ def test_missing_files_are_skipped_not_failed(tmp_path: Path, capsys: Any) -> No
     assert any(line.startswith("ignored ") and "notes.json" in line for line in printed)
     skipped = [line for line in printed if line.startswith("skipped ")]
     assert len(skipped) == len(report.SECTIONS)
-    assert "search_power.json" in skipped[-1]
+    assert "search_power.json" in skipped[-2]
+    assert "test_environment_bench.py" in skipped[-1]
 
 
 @pytest.mark.parametrize(
@@ -270,6 +302,10 @@ def test_missing_files_are_skipped_not_failed(tmp_path: Path, capsys: Any) -> No
          r"search_power\.json: results\[0\]: 'found' must be an integer from 0 to runs \(2\)"),
         ("search_power.json", '{"results": [{"target": "", "search": "s"}]}',
          r"results\[0\]: 'target' must be a non-empty string"),
+        ("environments.json", '{"rows": []}', r"environments\.json: needs a non-empty 'rows'"),
+        ("environments.json",
+         '{"rows": [{"shape": "t", "server": "s", "rounds": 3, "median_seconds": -1}]}',
+         r"rows\[0\]: 'median_seconds' must be a number >= 0; got -1"),
     ],
 )  # fmt: skip
 def test_unreadable_results_name_the_file_and_field(
