@@ -238,11 +238,16 @@ def search_power(data: SearchPower) -> Figure:
     axes.set_xlim(0, 1.15)
     axes.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "25 %", "50 %", "75 %", "100 %"])
     axes.set_xlabel("runs that found the bug")
-    axes.legend(title="search", fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _finish_bars(figure, axes, "search", "Search power: planted bugs found", data.source)
+
+
+def _finish_bars(figure: Figure, axes: Any, legend: str, title: str, source: Source) -> Figure:
+    """Legend outside on the right, vertical grid lines behind the bars, title and caption."""
+    axes.legend(title=legend, fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(True, axis="x", color="#dddddd")
     axes.set_axisbelow(True)
-    figure.suptitle("Search power: planted bugs found")
-    _caption(figure, data.source)
+    figure.suptitle(title)
+    _caption(figure, source)
     return figure
 
 
@@ -264,12 +269,8 @@ def environments(data: Environments) -> Figure:
     axes.set_yticks(range(len(shapes)), shapes, fontsize=9)
     axes.invert_yaxis()
     axes.set_xlabel("real seconds per run (median; log scale)")
-    axes.legend(title="server", fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axes.grid(True, axis="x", color="#dddddd")
-    axes.set_axisbelow(True)
-    figure.suptitle("Real time per run by workload shape and server")
-    _caption(figure, data.source)
-    return figure
+    title = "Real time per run by workload shape and server"
+    return _finish_bars(figure, axes, "server", title, data.source)
 
 
 DRAW: dict[str, Callable[[Any], Figure]] = {

@@ -516,21 +516,31 @@ def _overhead(reports: Sequence[Report]) -> Overhead | None:
     )
 
 
-def _search_power(path: Path) -> SearchPower:
-    data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+def _rows(
+    path: Path, data: Any, key: str, fields: Sequence[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of ``data[key]``, each with where it is, its named ``fields`` non-empty strings."""
+    if not isinstance(data, dict) or not isinstance(data.get(key), list) or not data[key]:
         raise ResultsError(
-            f"{path}: needs a 'results' list of rows (target, search, runs, found); "
+            f"{path}: needs a non-empty '{key}' list of rows ({', '.join(fields)}, ...); "
             "see benchmarks/report.py"
         )
     rows = []
-    for n, row in enumerate(data["results"]):
-        where = f"{path}: results[{n}]"
+    for n, row in enumerate(data[key]):
+        where = f"{path}: {key}[{n}]"
         if not isinstance(row, dict):
-            raise ResultsError(f"{where}: must be an object with target, search, runs, found")
-        for name in ("target", "search"):
+            raise ResultsError(f"{where}: must be an object with {', '.join(fields)}, ...")
+        for name in fields:
             if not isinstance(row.get(name), str) or not row[name]:
                 raise ResultsError(f"{where}: '{name}' must be a non-empty string")
+        rows.append((where, row))
+    return rows
+
+
+def _search_power(path: Path) -> SearchPower:
+    data = _read_json(path)
+    rows = []
+    for where, row in _rows(path, data, "results", ("target", "search")):
         runs, found = row.get("runs"), row.get("found")
         if not isinstance(runs, int) or runs < 1:
             raise ResultsError(f"{where}: 'runs' must be a positive integer; got {runs!r}")
@@ -545,26 +555,13 @@ def _search_power(path: Path) -> SearchPower:
                 raise ResultsError(f"{where}: '{name}' must be a number or absent; got {value!r}")
             optional.append(None if value is None else float(value))
         rows.append(SearchRow(row["target"], row["search"], runs, found, *optional))
-    if not rows:
-        raise ResultsError(f"{path}: 'results' is empty; leave the file out instead")
     return SearchPower(_source(path, data), tuple(rows), str(data.get("command", "")))
 
 
 def _environments(path: Path) -> Environments:
     data = _read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
-        raise ResultsError(
-            f"{path}: needs a non-empty 'rows' list (shape, server, rounds, median_seconds, "
-            "min_seconds); see benchmarks/report.py"
-        )
     rows = []
-    for n, row in enumerate(data["rows"]):
-        where = f"{path}: rows[{n}]"
-        if not isinstance(row, dict):
-            raise ResultsError(f"{where}: must be an object with shape, server, rounds, seconds")
-        for name in ("shape", "server"):
-            if not isinstance(row.get(name), str) or not row[name]:
-                raise ResultsError(f"{where}: '{name}' must be a non-empty string")
+    for where, row in _rows(path, data, "rows", ("shape", "server")):
         rounds = row.get("rounds")
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
             raise ResultsError(f"{where}: 'rounds' must be a positive integer; got {rounds!r}")

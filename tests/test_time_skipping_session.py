@@ -779,11 +779,16 @@ def test_what_was_handed_out_before_still_works(temporal_client, temporal_loop):
 
 
 def run_session(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, source: str, rotate_after: int
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    rotate_after: int,
+    **modules: str,
 ) -> pytest.RunResult:
-    """Run ``source`` as a test module in a session of its own on a rotating test server."""
+    """Run ``source`` as a test module (or ``modules`` by name) in a session of its own on a
+    rotating test server."""
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    pytester.makepyfile(test_session=source)
+    pytester.makepyfile(**(modules or {"test_session": source}))
     return pytester.runpytest_subprocess(
         "--temporal-env=time-skipping",
         f"--temporal-rotate-after={rotate_after}",
@@ -858,15 +863,15 @@ def test_a_replacement_restarts_the_current_modules_workers_and_wakes_the_rest_o
 ) -> None:
     """Three modules, a replacement every 3 runs: the middle one's replacements start only its
     own worker; the first module's harness and task queue still work in the last."""
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     pytester.makeconftest(_HANDED_OUT_CONFTEST)
-    pytester.makepyfile(
+    result = run_session(
+        pytester,
+        monkeypatch,
+        "",
+        rotate_after=3,
         test_a_earlier=_EARLIER_MODULE,
         test_b_rotating=_ROTATING_MODULE,
         test_c_later=_LATER_MODULE,
-    )
-    result = pytester.runpytest_subprocess(
-        "--temporal-env=time-skipping", "--temporal-rotate-after=3", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=3)
 
