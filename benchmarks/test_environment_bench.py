@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.worker import Worker
 
 import faults
 import faults.testing
 from faults import Cancel, Fail, ScriptedFault, ScriptedPlan
-from faults.testing import EventLoopThread, start_environment
-from faults.testing.pytest_plugin import _pool
+from faults.testing import EventLoopThread, start_environment, unique_id
 from tests.fault_targets import probe
 
 from .env_shapes import (
@@ -160,26 +160,35 @@ def rows(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
 
 @pytest.fixture
 def harness_on(
-    request: pytest.FixtureRequest, temporal_loop: EventLoopThread, fault_log: faults.FaultLog
+    temporal_loop: EventLoopThread, fault_log: faults.FaultLog
 ) -> Iterator[Callable[[str], faults.testing.FaultHarness]]:
     """``harness_on(server)``: a harness for :data:`WORKFLOWS` on a server of this test's own."""
-    started: list[Any] = []
-    pools: list[Iterator[Any]] = []
+    opened: list[tuple[Any, Worker, faults.testing.FaultHarness]] = []
+
+    async def start(server: str) -> tuple[Any, Worker, str]:
+        env = await start_environment(server, plugins=[faults.FaultPlugin(log=fault_log)])  # type: ignore[arg-type]
+        task_queue = unique_id("env-bench")
+        worker = Worker(env.client, task_queue=task_queue, workflows=WORKFLOWS, activities=[probe])
+        await worker.__aenter__()
+        return env, worker, task_queue
 
     def harness(server: str) -> faults.testing.FaultHarness:
-        env = temporal_loop.run(
-            start_environment(server, plugins=[faults.FaultPlugin(log=fault_log)]),  # type: ignore[arg-type]
-            timeout=120,
+        env, worker, task_queue = temporal_loop.run(start(server), timeout=120)
+        made = faults.testing.FaultHarness(
+            env.client,
+            task_queue,
+            fault_log,
+            loop=temporal_loop,
+            replay_workflows=WORKFLOWS,
+            activity_names=faults.activity_names([probe]),
         )
-        started.append(env)
-        pool_gen = _pool(temporal_loop, env, fault_log)
-        pools.append(pool_gen)
-        return next(pool_gen).harness(workflows=WORKFLOWS, activities=[probe])
+        opened.append((env, worker, made))
+        return made
 
     yield harness
-    for gen in pools:
-        next(gen, None)  # closes the pool
-    for env in started:
+    for env, worker, made in opened:
+        temporal_loop.run(made.aclose(), timeout=60)
+        temporal_loop.run(worker.__aexit__(None, None, None), timeout=60)
         temporal_loop.run(env.shutdown(), timeout=60)
 
 
