@@ -124,14 +124,20 @@ class CancelledMidActivity:
 
 @workflow.defn
 class LocalActivityRetried:
-    """A local ``probe`` retried under :data:`LOCAL_RETRY` (the plan fails its first two)."""
+    """A local ``probe`` retried under :data:`LOCAL_RETRY` (the plan fails its first two).
+
+    With ``on_timers``, its ``local_retry_threshold`` is zero: the SDK waits out each
+    backoff on a workflow timer, which a time-skipping server skips, instead of sleeping
+    in the worker (what it does for a backoff under the threshold, a minute by default).
+    """
 
     @workflow.run
-    async def run(self) -> int:
+    async def run(self, on_timers: bool) -> int:
         """Run the local activity; return the attempt that succeeded."""
         return await workflow.execute_local_activity(
             probe,
             workflow.info().workflow_id,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=LOCAL_RETRY,
+            local_retry_threshold=timedelta(milliseconds=1) if on_timers else None,
         )

@@ -15,7 +15,11 @@ a warm-up run, then ``ROUNDS`` runs, each through a :class:`~faults.testing.Faul
 * ``continue-as-new``: one activity per run, five times continued as new;
 * ``cancellation``: a ``Cancel`` fault cancels the workflow in its second activity;
 * ``local activity faults``: a local activity whose first two attempts ``Fail``, retried
-  after 1 s and 2 s of backoff.
+  after 1 s and 2 s of backoff; the SDK sleeps out a local activity's backoff in the
+  worker when it is under ``local_retry_threshold`` (a minute by default), so no server
+  skips it;
+* ``local activity faults, backoff on timers``: the same with ``local_retry_threshold``
+  zero, so each backoff is a workflow timer.
 
 The row records each shape's median and fastest seconds per run on each server; the
 ratio of the dev server's median to the test server's (above 1: the test server is
@@ -97,7 +101,13 @@ SHAPES: dict[str, tuple[Any, tuple[Any, ...], ScriptedPlan | None, Check]] = {
     ),
     "local activity faults": (
         LocalActivityRetried.run,
-        (),
+        (False,),
+        ScriptedPlan((ScriptedFault("probe", 1, Fail(), through=2),)),
+        _completed(3),
+    ),
+    "local activity faults, backoff on timers": (
+        LocalActivityRetried.run,
+        (True,),
         ScriptedPlan((ScriptedFault("probe", 1, Fail(), through=2),)),
         _completed(3),
     ),
