@@ -19,13 +19,14 @@ a warm-up run, then ``ROUNDS`` runs, each through a :class:`~faults.testing.Faul
   worker when it is under ``local_retry_threshold`` (a minute by default), so no server
   skips it;
 * ``local activity faults, backoff on timers``: the same with ``local_retry_threshold``
-  zero, so each backoff is a workflow timer.
+  at 1 ms (zero counts as unset), so each backoff is a workflow timer.
 
-The row records each shape's median and fastest seconds per run on each server; the
-ratio of the dev server's median to the test server's (above 1: the test server is
-faster) says which to pick. Run with ``pytest benchmarks/test_environment_bench.py
---benchmark-only``; the rows go to ``benchmarks/results/environments.json``. With
-``--benchmark-disable`` (CI's smoke run) each shape runs once per server, unmeasured.
+The row records each shape's median and fastest seconds per run on each server;
+``python -m benchmarks.report`` reads the ratio of the dev server's median to the test
+server's (above 1: the test server is faster) from them. Run with
+``pytest benchmarks/test_environment_bench.py --benchmark-only``; the rows go to
+``benchmarks/results/environments.json``. With ``--benchmark-disable`` (CI's smoke run)
+each shape runs once per server, unmeasured.
 """
 
 from __future__ import annotations
@@ -132,23 +133,6 @@ def rows(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
     yield collected
     if not collected or request.config.getoption("benchmark_disable"):
         return
-    by_shape: dict[str, dict[str, Any]] = {}
-    for row in collected:
-        by_shape.setdefault(row["shape"], {})[row["server"]] = row
-    picks = []
-    for shape, servers in by_shape.items():
-        if set(servers) != set(SERVERS):
-            continue
-        ratio = servers["dev-time-skipping"]["median_seconds"] / max(
-            servers["time-skipping"]["median_seconds"], 1e-9
-        )
-        picks.append(
-            {
-                "shape": shape,
-                "dev_over_test_server": round(ratio, 2),
-                "faster": "time-skipping" if ratio >= 1 else "dev-time-skipping",
-            }
-        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -160,7 +144,6 @@ def rows(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
                 "test's own, through FaultHarness (sandboxed, every run replayed), "
                 f"one warm-up then {ROUNDS} runs one at a time",
                 "rows": collected,
-                "picks": picks,
             },
             indent=2,
         )

@@ -59,7 +59,7 @@ replays the order from a cold cache, a cancellation of the order at a call; and 
 disruption can meet a step that fails for good. A plan holds at most one cancellation (see
 :func:`_plans`)."""
 
-CANCEL = "cancel"
+CANCEL = faults.Cancel.kind
 
 
 @st.composite
