@@ -164,7 +164,9 @@ def run_case(
 
     A run whose history does not replay against the code (the harness replays every
     finished run from its first event) breaks ``"replays from its history"`` too; its
-    invariants are still checked.
+    invariants are still checked. A run whose workflow task keeps failing (the harness
+    terminates it as :class:`~faults.testing.StuckRun`) breaks :data:`ENDS` alone: the
+    order never ended, so the invariants of an ended order do not apply to it.
     """
     order, before = order_on_own_skus(
         services,
@@ -178,6 +180,7 @@ def run_case(
     )
     workflow_id = faults.testing.unique_id("order-run")
     replay_failure: NondeterminismError | None = None
+    described = f"{workflow_id} under {case.plan.describe()}"
     try:
         outcome = harness.run(
             workflow.run, order, case.settings, plan=case.plan, id=workflow_id, timeout=RUN_SECONDS
@@ -185,7 +188,12 @@ def run_case(
         described = outcome.describe()
     except NondeterminismError as err:  # raised by the replay of the finished run
         replay_failure = err
-        described = f"{workflow_id} under {case.plan.describe()}"
+    except faults.testing.StuckRun as stuck:
+        return {
+            ENDS: "; ".join(stuck.failures)[:300],
+            "run": described,
+            "journal": [(e.op, e.effect) for e in services.ledger(order.order_id).journal],
+        }
     assert harness.loop is not None
     run = harness.loop.run(observe_run(harness.client, workflow_id))
     broken = order_violations(services, order, run, before)
@@ -204,6 +212,11 @@ configured, instead of retrying its workflow task until the run's time limit."""
 
 REPLAYS = "replays from its history"
 """What :func:`run_case` reports when a finished run's history does not replay."""
+
+ENDS = "ends instead of retrying a failing workflow task"
+"""What :func:`run_case` reports for an order whose workflow task failed again and again
+(non-determinism on a replay from a cold cache that the worker could not turn into a
+failure of the order): the order is stuck, as it would be in production."""
 
 
 def minimal(case: SagaCase) -> str:

@@ -206,6 +206,31 @@ def test_non_determinism_after_a_failed_task_is_not_reported_by_the_sdk(
         cold_harness.loop.run(handle.terminate("test over"))
 
 
+def test_the_harness_reports_a_run_whose_task_keeps_failing_as_stuck(
+    cold_harness: faults.testing.FaultHarness,
+) -> None:
+    """The same stalled run through ``FaultHarness.run``: :class:`StuckRun` names how each
+    attempt failed, long before the run's time limit, and the run is terminated."""
+    plan = ScriptedPlan((ScriptedFault("first_step", 1, Restart(during_task=True)),))
+    workflow_id = faults.testing.unique_id("stuck")
+    with pytest.raises(faults.testing.StuckRun) as stuck:
+        cold_harness.run(
+            ColdReplayDiverges.run,
+            "x",
+            plan=plan,
+            id=workflow_id,
+            timeout=600,  # a TimeoutError would mean the run was not found stuck
+            task_timeout=timedelta(seconds=1),
+        )
+    first, second = stuck.value.failures[:2]
+    assert "injected worker restart" in first  # attempt 1: the restart, reported
+    assert second.startswith("timed out")  # attempt 2: the replay's non-determinism, unreported
+    assert stuck.value.workflow_id == workflow_id
+    names = kinds(events(cold_harness, workflow_id))
+    assert names[-1] == "WORKFLOW_EXECUTION_TERMINATED"
+    assert "WORKFLOW_TASK_COMPLETED" in names  # its first task ran: stuck later, not at start
+
+
 # --------------------------------------------------------------------------- cancel
 
 

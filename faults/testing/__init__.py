@@ -5,7 +5,9 @@ this package is what tests and simulations use to drive it, kept apart as
 ``temporalio.testing`` is from ``temporalio``:
 
 * running workflows under plans: :class:`FaultHarness`, :class:`RunOutcome`,
-  :func:`report_to_hypothesis`, :func:`unique_id`;
+  :func:`report_to_hypothesis`, :func:`unique_id`, and :class:`StuckRun` (a run
+  whose workflow task keeps failing, found in seconds: :func:`failing_task`,
+  :func:`stuck_failures`);
 * servers: :func:`start_environment` (embedded test or dev server, or an
   external cluster), :func:`connect`, :func:`connect_config`,
   :func:`server_binary`, :data:`ENVIRONMENT_KINDS`, :data:`TIME_SKIPPING_MODES`;
@@ -84,11 +86,15 @@ from ._loopback import (
 )
 from ._rotation import SKIP_RATIO, RotationReport, may_hold_the_clock, open_workflows
 from ._signals import until_interrupted
+from ._stuck import StuckRun, failing_task, stuck_failures
 
 __all__ = [
     # running workflows under plans
     "FaultHarness",
     "RunOutcome",
+    "StuckRun",
+    "failing_task",
+    "stuck_failures",
     "report_to_hypothesis",
     "unique_id",
     # systematic exploration

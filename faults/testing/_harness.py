@@ -25,6 +25,7 @@ from ._bridge import EventLoopThread
 from ._embedded import ClockProbe, shared_clock_unlock, shares_clock_unlocks
 from ._orphans import close_orphans
 from ._rotation import SKIP_RATIO
+from ._stuck import StuckRun, stuck_run
 
 T = TypeVar("T")
 
@@ -225,6 +226,14 @@ class _Overrun:
     session's clock, and the run's time went to the server, not to the workflow."""
 
 
+class _Stuck(Exception):
+    """Raised by :meth:`FaultHarness._result` for a stuck run, before it is given up."""
+
+    def __init__(self, failures: tuple[str, ...]) -> None:
+        super().__init__(failures)
+        self.failures = failures
+
+
 def _note(message: str) -> None:
     try:
         from hypothesis import currently_in_test_context, note
@@ -379,13 +388,12 @@ class FaultHarness:
                 **options,
             )
         try:
-            if _waits_take_turns(self.client, handle):
-                async with _result_lock(self.client):
-                    result = await handle.result()
-            else:
-                result = await handle.result()
+            result = await self._result(handle)
         except WorkflowFailureError as err:
             error = err
+        except _Stuck as stuck:
+            overrun = await self._give_up(workflow_id, handle.first_execution_run_id)
+            raise StuckRun(workflow_id, stuck.failures, overrun.survey) from None
         except asyncio.CancelledError:
             # Given up on (the caller's time limit, or a cancellation): a run left open would
             # keep its activities and timers on the server, in the way of later runs.
@@ -421,7 +429,28 @@ class FaultHarness:
         )
         return outcome
 
-    async def _give_up(self, workflow_id: str, run_id: str | None) -> None:
+    async def _result(self, handle: Any) -> Any:
+        """The run's result, unless its workflow task gets stuck first (raises ``_Stuck``)."""
+        waiting = asyncio.ensure_future(self._wait(handle))
+        watching = asyncio.ensure_future(stuck_run(self.client, handle.id))
+        try:
+            await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+        if waiting.done() and not waiting.cancelled():
+            return waiting.result()
+        raise _Stuck(watching.result())
+
+    async def _wait(self, handle: Any) -> Any:
+        if _waits_take_turns(self.client, handle):
+            async with _result_lock(self.client):
+                return await handle.result()
+        return await handle.result()
+
+    async def _give_up(self, workflow_id: str, run_id: str | None) -> _Overrun:
         """Say what an abandoned run was waiting on, then terminate it and its open children.
 
         The survey (each open run's pending activities, and on the time-skipping
@@ -476,8 +505,10 @@ class FaultHarness:
             except (Exception, asyncio.TimeoutError):
                 pass  # it ended meanwhile, or the server is gone: nothing left to stop
         stalled_by_server = probe is not None and not probe.skips(SKIP_RATIO) and waits_on_held_only
+        overrun = _Overrun("\n".join(lines), stalled_by_server)
         if workflow_id in self._watched:  # nobody reads the survey of a run given up otherwise
-            self._given_up[workflow_id] = _Overrun("\n".join(lines), stalled_by_server)
+            self._given_up[workflow_id] = overrun
+        return overrun
 
     async def executions(
         self, workflow_id: str, run_id: str | None = None
