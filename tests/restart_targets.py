@@ -1,6 +1,7 @@
 """Workflows for the worker-restart and cancellation tests.
 
 * ``TwoSteps``: two activities in a row, deterministic.
+* ``FailsEveryTask``: a bug that fails its workflow task on every attempt.
 * ``ColdReplayDiverges``: chooses its first activity from a module global that
   its first execution sets, so it behaves the same while its worker keeps it
   cached and differently when a cold worker replays it (unsandboxed, so the
@@ -90,6 +91,15 @@ class TwoSteps:
     @workflow.run
     async def run(self, label: str) -> str:
         return f"{await _call(first_step, label)}{await _call(second_step, label)}"
+
+
+@workflow.defn
+class FailsEveryTask:
+    """Planted bug: raises a plain exception, which fails its workflow task every time."""
+
+    @workflow.run
+    async def run(self, label: str) -> str:
+        raise RuntimeError(f"a bug in workflow code ({label})")
 
 
 @workflow.defn

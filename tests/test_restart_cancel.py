@@ -27,6 +27,7 @@ from .restart_targets import (
     Booking,
     BookingUndoAfterStep,
     ColdReplayDiverges,
+    FailsEveryTask,
     LocalThenRemote,
     TwoSteps,
     book,
@@ -229,6 +230,20 @@ def test_the_harness_reports_a_run_whose_task_keeps_failing_as_stuck(
     names = kinds(events(cold_harness, workflow_id))
     assert names[-1] == "WORKFLOW_EXECUTION_TERMINATED"
     assert "WORKFLOW_TASK_COMPLETED" in names  # its first task ran: stuck later, not at start
+
+
+def test_on_a_full_server_a_stuck_run_is_found_from_its_description(
+    dev_fault_harness: Any,
+) -> None:
+    """A Temporal server writes a retried task's failures to the history once; the harness
+    counts the task's attempts in the run's description instead."""
+    harness = dev_fault_harness(workflows=[FailsEveryTask], activities=[first_step])
+    with pytest.raises(faults.testing.StuckRun) as stuck:
+        harness.run(FailsEveryTask.run, "x", timeout=600, task_timeout=timedelta(seconds=1))
+    first, *later = stuck.value.failures
+    assert first == "failed (WORKFLOW_WORKER_UNHANDLED_FAILURE): a bug in workflow code (x)"
+    assert len(later) >= 2
+    assert set(later) == {"failed or timed out (not in the history)"}
 
 
 # --------------------------------------------------------------------------- cancel
