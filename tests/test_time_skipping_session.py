@@ -781,12 +781,15 @@ def test_what_was_handed_out_before_still_works(temporal_client, temporal_loop):
 def run_session(
     pytester: pytest.Pytester,
     monkeypatch: pytest.MonkeyPatch,
-    source: str,
+    source: str | None = None,
+    *,
     rotate_after: int,
     **modules: str,
 ) -> pytest.RunResult:
-    """Run ``source`` as a test module (or ``modules`` by name) in a session of its own on a
+    """Run ``source`` as a test module, or ``modules`` by name, in a session of its own on a
     rotating test server."""
+    if (source is None) == (not modules):
+        raise TypeError("run_session() takes a source or named modules, not both or neither")
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
     pytester.makepyfile(**(modules or {"test_session": source}))
     return pytester.runpytest_subprocess(
@@ -867,7 +870,6 @@ def test_a_replacement_restarts_the_current_modules_workers_and_wakes_the_rest_o
     result = run_session(
         pytester,
         monkeypatch,
-        "",
         rotate_after=3,
         test_a_earlier=_EARLIER_MODULE,
         test_b_rotating=_ROTATING_MODULE,

@@ -333,6 +333,8 @@ class _WorkerPool:
         self.modules: dict[tuple[Any, ...], str | None] = {}
         """The test module that last asked for each key's worker."""
         self._waking: Any = None
+        self._key_of_queue: dict[str, tuple[Any, ...]] = {}
+        """Each task queue's key in :attr:`workers`, for :meth:`wake`."""
         self.registrations: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.stopping: list[Any] = []
         self.harnesses: dict[tuple[Any, ...], FaultHarness] = {}
@@ -366,6 +368,7 @@ class _WorkerPool:
             self.registrations[key] = (task_queue, tuple(workflows), tuple(activities), options)
             worker = self.loop.run(self._start(key), timeout=60)
             self.workers[key] = (worker, task_queue)
+            self._key_of_queue[task_queue] = key
         return self.workers[key][1]
 
     async def _start(self, key: tuple[Any, ...]) -> Any:
@@ -387,7 +390,8 @@ class _WorkerPool:
         """Stop the worker of ``key`` (in the background) and forget it and its harness."""
         import asyncio
 
-        worker, _ = self.workers.pop(key)
+        worker, task_queue = self.workers.pop(key)
+        self._key_of_queue.pop(task_queue, None)
         self.registrations.pop(key, None)
         self.modules.pop(key, None)
         harness = self.harnesses.pop(key, None)
@@ -438,12 +442,14 @@ class _WorkerPool:
         """Start the stopped worker of ``task_queue``, if the pool has one."""
         import asyncio
 
+        key = self._key_of_queue.get(task_queue)
+        if key is None or key not in self.workers or self.workers[key][0] is not None:
+            return  # not the pool's queue, retired, or its worker runs: most starts end here
         if self._waking is None:
             self._waking = asyncio.Lock()
         async with self._waking:  # runs started at once on one queue start one worker
-            for key, (worker, queue) in list(self.workers.items()):
-                if queue == task_queue and worker is None:
-                    self.workers[key] = (await self._start(key), queue)
+            if key in self.workers and self.workers[key][0] is None:
+                self.workers[key] = (await self._start(key), task_queue)
 
     @staticmethod
     def _key(
