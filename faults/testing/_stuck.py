@@ -44,7 +44,12 @@ FIRST_LOOK = 5.0
 attempt to time out (10 s) before it shows, so shorter runs are never looked at."""
 
 LOOK_EVERY = 2.0
-"""Seconds between looks at a run that goes on."""
+"""Seconds between looks at a run that goes on, at least."""
+
+LOOK_SHARE = 0.05
+"""The largest share of a run's time its looks take: a long history takes longer to read,
+so a run of tens of thousands of events is looked at less often (the pause after a look
+is at least its own time over this share)."""
 
 _REFUSED = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
 
@@ -119,8 +124,10 @@ async def stuck_run(client: temporalio.client.Client, workflow_id: str) -> tuple
     being replaced) is tried again at the next one.
     """
     handle = client.get_workflow_handle(workflow_id)
+    clock = asyncio.get_running_loop().time
     await asyncio.sleep(FIRST_LOOK)
     while True:
+        began = clock()
         try:
             history = await handle.fetch_history()
             events = list(history.events)
@@ -135,4 +142,4 @@ async def stuck_run(client: temporalio.client.Client, workflow_id: str) -> tuple
                 return (*seen, *["failed or timed out (not in the history)"] * unseen)
         except temporalio.service.RPCError:
             pass
-        await asyncio.sleep(LOOK_EVERY)
+        await asyncio.sleep(max(LOOK_EVERY, (clock() - began) / LOOK_SHARE))
