@@ -59,13 +59,16 @@ def test_one_failure_is_not_stuck_and_a_completed_task_clears_the_count() -> Non
     assert failing_task([failed(), timed_out(), completed()]) == ()
 
 
-def test_refused_completions_alone_are_not_stuck_but_count_with_another_failure() -> None:
-    """A busy run can have two completions refused in a row; its next attempt completes."""
+def test_refused_completions_are_not_stuck_unless_an_unanswered_attempt_follows() -> None:
+    """A busy run can have completions refused in a row, after an injected restart too; its
+    next attempt completes. An attempt left unanswered after one is a failure unreported."""
     assert stuck_failures([failed(REFUSED, ""), failed(REFUSED, "")]) == ()
+    assert stuck_failures([failed(message="injected worker restart"), failed(REFUSED, "")]) == ()
     assert stuck_failures([failed(REFUSED, ""), timed_out()]) == (
         "failed (UNHANDLED_COMMAND)",
         "timed out: the worker took the task and never answered",
     )
+    assert len(stuck_failures([failed(), failed(REFUSED, ""), failed()])) == 3
 
 
 def test_a_task_no_worker_took_is_not_a_failure() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Literal
 
 import temporalio.client
 import temporalio.service
@@ -30,8 +31,8 @@ STUCK_AFTER = 2
 """Failed attempts in a row of one workflow task that make its run stuck.
 
 One failed attempt is ordinary (a worker restart, a completion the server turned
-down because new events arrived); a second one in a row, not both such refusals,
-is the SDK leaving a failure it will not report again to time out."""
+down because new events arrived); see :func:`stuck_failures` for which second one
+makes a run stuck."""
 
 DESCRIBED_ATTEMPT = 4
 """A pending workflow task's attempt, read from the run's description, at which the
@@ -82,9 +83,13 @@ def failing_task(events: Iterable[HistoryEvent]) -> tuple[str, ...]:
     return tuple(text for text, _ in _failures(events))
 
 
-def _failures(events: Iterable[HistoryEvent]) -> list[tuple[str, bool]]:
-    """:func:`failing_task`'s failures, each with whether the server refused a completion."""
-    failures: list[tuple[str, bool]] = []
+_Failure = tuple[str, Literal["failed", "refused", "unanswered"]]
+
+
+def _failures(events: Iterable[HistoryEvent]) -> list[_Failure]:
+    """:func:`failing_task`'s failures, each with its kind: a failure the worker reported, a
+    completion the server refused (``UNHANDLED_COMMAND``), or an attempt left unanswered."""
+    failures: list[_Failure] = []
     for event in events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
@@ -95,23 +100,31 @@ def _failures(events: Iterable[HistoryEvent]) -> list[tuple[str, bool]]:
                 "WORKFLOW_TASK_FAILED_CAUSE_"
             )
             message = attrs.failure.message.split("\n")[0][:300]
-            failures.append((f"failed ({cause}): {message}".rstrip(": "), attrs.cause == _REFUSED))
+            text = f"failed ({cause}): {message}".rstrip(": ")
+            failures.append((text, "refused" if attrs.cause == _REFUSED else "failed"))
         elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
             attrs_t = event.workflow_task_timed_out_event_attributes
             if attrs_t.timeout_type == TimeoutType.TIMEOUT_TYPE_START_TO_CLOSE:
-                failures.append(("timed out: the worker took the task and never answered", False))
+                failures.append(
+                    ("timed out: the worker took the task and never answered", "unanswered")
+                )
     return failures
 
 
 def stuck_failures(events: Iterable[HistoryEvent]) -> tuple[str, ...]:
     """:func:`failing_task`'s failures if they make the run stuck, else ``()``.
 
-    Stuck: :data:`STUCK_AFTER` failures in a row, not all of them completions the
-    server refused because new events had arrived (``UNHANDLED_COMMAND``; a busy run
-    can meet that twice, and its next attempt completes).
+    Stuck: :data:`STUCK_AFTER` failures in a row, the last an attempt left unanswered
+    (after a failure, the SDK's way of not reporting one again), or two of them not
+    completions the server refused. A refusal (``UNHANDLED_COMMAND``: new events
+    arrived while the task ran) is ordinary in a busy run, even twice in a row or after
+    an injected restart, and the next attempt completes.
     """
     failures = _failures(events)
-    if len(failures) >= STUCK_AFTER and not all(refused for _, refused in failures):
+    if len(failures) < STUCK_AFTER:
+        return ()
+    not_refused = sum(kind != "refused" for _, kind in failures)
+    if failures[-1][1] == "unanswered" or not_refused >= STUCK_AFTER:
         return tuple(text for text, _ in failures)
     return ()
 
