@@ -49,7 +49,7 @@ from simulations.fanin_variants import (
     LossySegmentWorkflow,
     ValueKeyedActivities,
 )
-from simulations.saga_cases import WORKER_OPTIONS, run_case, saga_cases
+from simulations.saga_cases import run_case, saga_cases, saga_harness
 from simulations.test_saga_properties import DRAWN_FROM, SHRINK_RUNS
 from simulations.test_saga_properties import VARIANTS as SAGA_VARIANTS
 
@@ -197,7 +197,9 @@ def _saga_check(
 
     def check(outcome: RunOutcome[Any]) -> dict[str, Any]:
         order: Order = outcome.args[0]
-        run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
+        run = harness.loop.run(
+            observe_run(harness.client, outcome.workflow_id, answers=outcome.answers)
+        )
         return order_violations(services, order, run, before[order.order_id])
 
     return check
@@ -213,9 +215,7 @@ def test_systematic_exploration_of_each_saga_variant(
     workflow: type,
     activities: type,
 ) -> None:
-    broken = fault_harness(
-        workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
-    )
+    broken = saga_harness(fault_harness, workflow, services, activities)
     before: dict[str, dict[str, int]] = {}
     counter = iter(range(10**9))
 
@@ -269,9 +269,7 @@ def test_random_search_catches_each_saga_variant(
     workflow: type,
     activities: type,
 ) -> None:
-    broken = fault_harness(
-        workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
-    )
+    broken = saga_harness(fault_harness, workflow, services, activities)
     searches: list[Search] = []
 
     def searches_from_every_seed() -> None:

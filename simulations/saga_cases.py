@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,7 +14,7 @@ from temporalio.workflow import NondeterminismError
 import faults
 import faults.testing
 from faults.strategies import scripted_faults
-from patterns.saga import OrderServices, SagaSettings
+from patterns.saga import Order, OrderActivities, OrderServices, SagaSettings
 from patterns.saga._invariants import observe_run, order_on_own_skus, order_violations
 
 from . import RUN_SECONDS
@@ -29,6 +30,8 @@ class SagaCase:
     business: Business
     settings: SagaSettings
     plan: faults.ScriptedPlan
+    flaw: str = ""
+    """A key of :data:`FLAWS`: what makes the order invalid ('' for a valid order)."""
 
 
 CALLS: dict[Business, tuple[str, ...]] = {
@@ -149,6 +152,37 @@ def _plan(
     return faults.ScriptedPlan((cancel, *(e for e in entries if (e.activity, e.attempt) != at)))
 
 
+FLAWS: dict[str, Callable[[Order], Order]] = {
+    "no items": lambda o: dataclasses.replace(o, items=[]),
+    "zero quantity": lambda o: dataclasses.replace(
+        o, items=[dataclasses.replace(o.items[0], quantity=0), *o.items[1:]]
+    ),
+    "free item": lambda o: dataclasses.replace(
+        o, items=[*o.items[:-1], dataclasses.replace(o.items[-1], unit_price_cents=0)]
+    ),
+    "no e-mail": lambda o: dataclasses.replace(o, email=o.email.replace("@", " at ")),
+    "blank customer": lambda o: dataclasses.replace(o, customer=" "),
+    "country name": lambda o: dataclasses.replace(
+        o, address=dataclasses.replace(o.address, country="France")
+    ),
+}
+"""Ways an order is invalid, each one field that ``validate_order`` refuses."""
+
+invalid_saga_cases = st.builds(
+    SagaCase,
+    seed=st.integers(0, 2**32 - 1),
+    business=st.just("accepted"),
+    settings=st.builds(
+        SagaSettings,
+        step_attempts=st.sampled_from((1, 2, 3)),
+        compensation_attempts=st.sampled_from((1, 2, 3)),
+        retry_interval_ms=st.just(5),
+    ),
+    plan=st.just(faults.ScriptedPlan(())),
+    flaw=st.sampled_from(sorted(FLAWS)),
+)
+"""Invalid orders with no fault plan: an invalid order calls nothing a fault could meet."""
+
 saga_cases = _cases(KINDS)
 """Cases that shrink toward an accepted order, one attempt per step, compensations one at a
 time that go on past a failure, and one fault on a call the order makes."""
@@ -178,25 +212,26 @@ def run_case(
         short=case.business == "out_of_stock",
         suspected=case.business == "suspected",
     )
+    if case.flaw:
+        order = FLAWS[case.flaw](order)
     workflow_id = faults.testing.unique_id("order-run")
     replay_failure: NondeterminismError | None = None
     described = f"{workflow_id} under {case.plan.describe()}"
+    broken: dict[str, Any] = {}
+    answers: dict[str, Any] | None = None
     try:
         outcome = harness.run(
             workflow.run, order, case.settings, plan=case.plan, id=workflow_id, timeout=RUN_SECONDS
         )
-        described = outcome.describe()
+        described, answers = outcome.describe(), dict(outcome.answers)
     except NondeterminismError as err:  # raised by the replay of the finished run
         replay_failure = err
     except faults.testing.StuckRun as stuck:
-        return {
-            ENDS: "; ".join(stuck.failures)[:300],
-            "run": described,
-            "journal": [(e.op, e.effect) for e in services.ledger(order.order_id).journal],
-        }
-    assert harness.loop is not None
-    run = harness.loop.run(observe_run(harness.client, workflow_id))
-    broken = order_violations(services, order, run, before)
+        broken[ENDS] = "; ".join(stuck.failures)[:300]
+    if not broken:
+        assert harness.loop is not None
+        run = harness.loop.run(observe_run(harness.client, workflow_id, answers=answers))
+        broken = order_violations(services, order, run, before)
     if replay_failure is not None:
         broken[REPLAYS] = str(replay_failure).split("\n")[0][:300]
     if broken:
@@ -205,10 +240,30 @@ def run_case(
     return broken
 
 
+QUERIES = ("stage",)
+"""What a saga harness asks of each closed order (``fault_harness(queries=QUERIES)``): the
+``stage`` claim invariant 9 checks."""
+
 WORKER_OPTIONS: dict[str, Any] = {"workflow_failure_exception_types": [NondeterminismError]}
 """Worker options for a saga harness: a non-determinism (a replay from a cold cache that
 no longer matches the history) fails the order where it happens, as on a worker so
 configured, instead of retrying its workflow task until the run's time limit."""
+
+
+def saga_harness(
+    fault_harness: Any, workflow: type, services: OrderServices, activities: type = OrderActivities
+) -> faults.testing.FaultHarness:
+    """``fault_harness``'s harness for ``workflow`` as the saga simulations run it: the order
+    activities (or ``activities``, a broken subclass) on ``services``, asked :data:`QUERIES`,
+    with :data:`WORKER_OPTIONS`."""
+    harness: faults.testing.FaultHarness = fault_harness(
+        workflows=[workflow],
+        activities=activities(services).activities(),
+        queries=QUERIES,
+        **WORKER_OPTIONS,
+    )
+    return harness
+
 
 REPLAYS = "replays from its history"
 """What :func:`run_case` reports when a finished run's history does not replay."""
@@ -222,4 +277,5 @@ failure of the order): the order is stuck, as it would be in production."""
 def minimal(case: SagaCase) -> str:
     """A one-line description of a (shrunk) case."""
     settings = dataclasses.asdict(case.settings)
-    return f"{case.business}, {settings}, plan: {case.plan.describe()}".replace("\n", "; ")
+    flaw = f" ({case.flaw})" if case.flaw else ""
+    return f"{case.business}{flaw}, {settings}, plan: {case.plan.describe()}".replace("\n", "; ")

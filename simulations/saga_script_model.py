@@ -154,6 +154,15 @@ errors = st.builds(
 )
 """Application errors of a step or compensation, with and without a type or a message."""
 
+undo_errors = st.builds(
+    ErrorSpec,
+    type=st.sampled_from([None, "Refused", "OutOfStock"]),
+    message=st.sampled_from(["", "refused", "nothing left to reserve"]),
+    wrapped=st.booleans(),
+)
+"""Errors of a compensation: :data:`errors`, raised by the activity or wrapped by the
+workflow code around it."""
+
 _given_options = st.builds(
     OptionsSpec,
     parallel_compensation=st.booleans(),
@@ -169,16 +178,24 @@ options_specs = st.one_of(st.none(), _given_options, _given_options)
 def scripts(draw: st.DrawFn) -> Script:
     """Scripts that shrink toward one step, no pivot, no failure and the default options."""
     options = draw(options_specs)
-    count = draw(st.integers(1, 4))
+    # A list, not a drawn count: the shrinker deletes a step with the draws that made it.
+    shapes = draw(
+        st.lists(
+            st.tuples(st.booleans().map(lambda b: not b), st.none() | undo_errors),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    count = len(shapes)
     failing = draw(st.none() | st.integers(0, count - 1))
     steps = [
         StepSpec(
             f"s{index}",
-            compensated=draw(st.booleans().map(lambda b: not b)),
+            compensated=compensated,
             fails=draw(errors) if index == failing else None,
-            undo_fails=draw(st.none() | errors),
+            undo_fails=undo_fails,
         )
-        for index in range(count)
+        for index, (compensated, undo_fails) in enumerate(shapes)
     ]
     pivot = count - 1 if draw(st.booleans()) else None
     if pivot is not None:

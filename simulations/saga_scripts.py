@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from patterns._sqlite import open_database, transaction
@@ -40,6 +40,11 @@ class ErrorSpec:
 
     type: str | None
     message: str
+    wrapped: bool = False
+    """For a compensation: the workflow code around the activity raises a plain exception
+    chained to the activity's error (``raise RuntimeError(...) from err``), so the error
+    the helper sees has a ``__cause__`` and no ``cause``; the helper still describes the
+    activity's error, innermost in the chain."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,21 @@ def _call(label: str, error: ErrorSpec | None) -> Callable[[], Awaitable[Any]]:
     )
 
 
+def _compensation(label: str, error: ErrorSpec | None) -> Callable[[], Awaitable[Any]]:
+    """A step's compensation: the activity call, or workflow code wrapping its error."""
+    call = _call(label, error)
+    if error is None or not error.wrapped:
+        return call
+
+    async def wrapping() -> Any:
+        try:
+            return await call()
+        except ActivityError as err:
+            raise RuntimeError(f"{label} gave up") from err
+
+    return wrapping
+
+
 def _executions(step: StepSpec) -> Callable[[], Awaitable[Any]]:
     """A step after the pivot: each call is a new execution, failing the first ``failures``."""
     executions = itertools.count(1)
@@ -154,7 +174,7 @@ async def run_script(saga: Saga, script: Script) -> dict[str, Any]:
     try:
         for index, step in enumerate(steps[: last + 1]):
             undo = (
-                (undo_label(step.name), _call(undo_label(step.name), step.undo_fails))
+                (undo_label(step.name), _compensation(undo_label(step.name), step.undo_fails))
                 if step.compensated
                 else None
             )

@@ -75,6 +75,12 @@ class Breakage(enum.Enum):
     SCREEN_ALONGSIDE_CHARGE = "screen alongside charge"
     """The fraud screen runs alongside the charge, to save a round trip: an order the screen
     refuses is charged first, then refunded."""
+    STALE_STAGE = "stale stage"
+    """The ``stage`` query is not moved on while compensating: a failed order still says it
+    is at the step that failed."""
+    VALIDATES_LATE = "validates late"
+    """The order is validated after its SKUs are checked in the catalog: an invalid order
+    calls the inventory service before it is refused."""
     SCREENED_ONCE_PER_PROCESS = "screened once per process"
     """The fraud screen is skipped for an order its worker process has screened before (a
     module-level set, emptied as the order ends): only a replay from a cold cache in the
@@ -142,15 +148,40 @@ async def _compensate(
     return await saga.compensate()
 
 
-async def process_order(order: Order, settings: SagaSettings, breakage: Breakage) -> OrderResult:
-    """OrderSaga's order logic with one deliberate ``breakage``; call it from workflow code."""
+class StagedOrder:
+    """The ``stage`` query, answered as :class:`~patterns.saga.OrderSaga` answers it; every
+    variant is one, and :func:`process_order` moves it on."""
+
+    def __init__(self) -> None:
+        self.now = "received"
+
+    @workflow.query
+    def stage(self) -> str:
+        """Where the order is: received, charging, ..., compensated, confirming, completed."""
+        return self.now
+
+
+def _validate(order: Order) -> None:
     try:
         validate_order(order)
     except InvalidOrderError as err:
         raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
+
+
+async def process_order(
+    order: Order, settings: SagaSettings, breakage: Breakage, staged: StagedOrder
+) -> OrderResult:
+    """OrderSaga's order logic with one deliberate ``breakage``; call it from workflow code.
+
+    ``staged`` is the workflow, whose ``stage`` query this moves on as the order goes.
+    """
+    if breakage is not Breakage.VALIDATES_LATE:
+        _validate(order)
     step = functools.partial(_execute, settings=settings, attempts=settings.step_attempts)
     undo = functools.partial(_execute, settings=settings, attempts=settings.compensation_attempts)
     await step(OrderActivities.check_catalog, [item.sku for item in order.items])
+    if breakage is Breakage.VALIDATES_LATE:
+        _validate(order)
     screened_once = breakage is Breakage.SCREENED_ONCE_PER_PROCESS
     screening: Awaitable[Any] | None = None
     if workflow.patched(FRAUD_SCREEN_PATCH):
@@ -194,6 +225,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         )
 
     try:
+        staged.now = "charging"
         registered.append(compensations[0])
         charged: int = await _step(
             saga,
@@ -207,6 +239,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
             await screening
         if breakage is Breakage.LIMIT_IN_DOLLARS and order.total_cents > FRAUD_LIMIT_CENTS // 100:
             raise ApplicationError(f"order {oid} is over the limit", non_retryable=True)
+        staged.now = "reserving"
         registered.append(compensations[1])
         await _step(
             saga,
@@ -214,6 +247,7 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
             lambda: step(OrderActivities.reserve, keys.reserve, oid, order.items),
             compensations[1],
         )
+        staged.now = "shipping"
         registered.append(compensations[2])
         ship = functools.partial(step, OrderActivities.ship, keys.ship, oid, order.address)
         if breakage is Breakage.NO_PIVOT:
@@ -225,13 +259,17 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
         cancelled = isinstance(err, asyncio.CancelledError) or is_cancelled_exception(err)
         if breakage is Breakage.UNCOMPENSATED_CANCELLATION and cancelled:
             raise
+        stale = breakage is Breakage.STALE_STAGE
+        staged.now = staged.now if stale else "compensating"
         report = await _compensate(saga, breakage, registered)
+        staged.now = staged.now if stale else "compensated"
         _SCREENED.discard(oid)  # (an eviction, ending the compensations, never gets here)
         if isinstance(err, asyncio.CancelledError):
             raise
         compensated = [] if breakage is Breakage.UNREPORTED_COMPENSATION else report.compensated
         raise order_failure(oid, err, compensated) from err
 
+    staged.now = "confirming"
     if breakage is Breakage.UNCONFIRMED_COMPLETION:
         try:
             await confirm(settings.step_attempts)
@@ -240,21 +278,22 @@ async def process_order(order: Order, settings: SagaSettings, breakage: Breakage
     elif breakage is not Breakage.NO_PIVOT:
         await saga.complete(lambda: confirm(0))  # 0: retried until it succeeds
     _SCREENED.discard(oid)
+    staged.now = "completed"
     return OrderResult(oid, "completed", charged, keys.ship, keys.confirm)
 
 
 @workflow.defn(sandboxed=False)
-class FaithfulOrderSaga:
+class FaithfulOrderSaga(StagedOrder):
     """:func:`process_order` unbroken: holds every invariant, as OrderSaga does."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` as OrderSaga does."""
-        return await process_order(order, settings, Breakage.NONE)
+        return await process_order(order, settings, Breakage.NONE, self)
 
 
 @workflow.defn(sandboxed=False)
-class CompensateAfterStepSaga:
+class CompensateAfterStepSaga(StagedOrder):
     """Breaks atomicity: registers a compensation only once its step reported success.
 
     Only a step whose completion is lost on every attempt (it committed, then
@@ -264,41 +303,41 @@ class CompensateAfterStepSaga:
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.COMPENSATE_AFTER_STEP`."""
-        return await process_order(order, settings, Breakage.COMPENSATE_AFTER_STEP)
+        return await process_order(order, settings, Breakage.COMPENSATE_AFTER_STEP, self)
 
 
 @workflow.defn(sandboxed=False)
-class FirstInFirstOutSaga:
+class FirstInFirstOutSaga(StagedOrder):
     """Breaks reverse order: compensates first-in first-out."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.FIRST_IN_FIRST_OUT`."""
-        return await process_order(order, settings, Breakage.FIRST_IN_FIRST_OUT)
+        return await process_order(order, settings, Breakage.FIRST_IN_FIRST_OUT, self)
 
 
 @workflow.defn(sandboxed=False)
-class NoPivotSaga:
+class NoPivotSaga(StagedOrder):
     """Breaks the pivot: a failed confirmation cancels a shipment that already exists."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.NO_PIVOT`."""
-        return await process_order(order, settings, Breakage.NO_PIVOT)
+        return await process_order(order, settings, Breakage.NO_PIVOT, self)
 
 
 @workflow.defn(sandboxed=False)
-class SilentCompensationSaga:
+class SilentCompensationSaga(StagedOrder):
     """Breaks reporting: a compensation that fails for good is swallowed."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.SILENT_COMPENSATION`."""
-        return await process_order(order, settings, Breakage.SILENT_COMPENSATION)
+        return await process_order(order, settings, Breakage.SILENT_COMPENSATION, self)
 
 
 @workflow.defn(sandboxed=False)
-class LyingCompensationSaga:
+class LyingCompensationSaga(StagedOrder):
     """Breaks atomicity behind a self-report: runs no compensation, reports all as failed.
 
     An oracle that took the workflow's ``SagaCompensationError`` details as the
@@ -308,17 +347,17 @@ class LyingCompensationSaga:
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.LYING_COMPENSATION`."""
-        return await process_order(order, settings, Breakage.LYING_COMPENSATION)
+        return await process_order(order, settings, Breakage.LYING_COMPENSATION, self)
 
 
 @workflow.defn(sandboxed=False)
-class UnconfirmedCompletionSaga:
+class UnconfirmedCompletionSaga(StagedOrder):
     """Breaks the post-pivot steps: completes the order although its confirmation was never sent."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.UNCONFIRMED_COMPLETION`."""
-        return await process_order(order, settings, Breakage.UNCONFIRMED_COMPLETION)
+        return await process_order(order, settings, Breakage.UNCONFIRMED_COMPLETION, self)
 
 
 class NonIdempotentRefundActivities(OrderActivities):
@@ -347,27 +386,27 @@ class NonIdempotentRefundActivities(OrderActivities):
 
 
 @workflow.defn(sandboxed=False)
-class UnreportedCompensationSaga:
+class UnreportedCompensationSaga(StagedOrder):
     """Breaks the report: a failed order says it compensated nothing, whatever it undid."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.UNREPORTED_COMPENSATION`."""
-        return await process_order(order, settings, Breakage.UNREPORTED_COMPENSATION)
+        return await process_order(order, settings, Breakage.UNREPORTED_COMPENSATION, self)
 
 
 @workflow.defn(sandboxed=False)
-class LimitInDollarsSaga:
+class LimitInDollarsSaga(StagedOrder):
     """Breaks failure for a cause: an order over a mistaken limit fails though no step refused."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.LIMIT_IN_DOLLARS`."""
-        return await process_order(order, settings, Breakage.LIMIT_IN_DOLLARS)
+        return await process_order(order, settings, Breakage.LIMIT_IN_DOLLARS, self)
 
 
 @workflow.defn(sandboxed=False)
-class UncompensatedCancellationSaga:
+class UncompensatedCancellationSaga(StagedOrder):
     """Breaks atomicity under cancellation: a cancelled order undoes nothing.
 
     Only a cancellation that arrives after a step committed exposes it.
@@ -376,21 +415,41 @@ class UncompensatedCancellationSaga:
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.UNCOMPENSATED_CANCELLATION`."""
-        return await process_order(order, settings, Breakage.UNCOMPENSATED_CANCELLATION)
+        return await process_order(order, settings, Breakage.UNCOMPENSATED_CANCELLATION, self)
 
 
 @workflow.defn(sandboxed=False)
-class ScreenAlongsideChargeSaga:
+class ScreenAlongsideChargeSaga(StagedOrder):
     """Breaks screening: the charge is scheduled before the fraud screen has answered."""
 
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.SCREEN_ALONGSIDE_CHARGE`."""
-        return await process_order(order, settings, Breakage.SCREEN_ALONGSIDE_CHARGE)
+        return await process_order(order, settings, Breakage.SCREEN_ALONGSIDE_CHARGE, self)
 
 
 @workflow.defn(sandboxed=False)
-class ScreenedOncePerProcessSaga:
+class StaleStageSaga(StagedOrder):
+    """Breaks the stage query: a failed order still says it is at the step that failed."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.STALE_STAGE`."""
+        return await process_order(order, settings, Breakage.STALE_STAGE, self)
+
+
+@workflow.defn(sandboxed=False)
+class ValidatesLateSaga(StagedOrder):
+    """Breaks refusal before any side effect: an invalid order is checked in the catalog first."""
+
+    @workflow.run
+    async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
+        """Process ``order`` with :attr:`Breakage.VALIDATES_LATE`."""
+        return await process_order(order, settings, Breakage.VALIDATES_LATE, self)
+
+
+@workflow.defn(sandboxed=False)
+class ScreenedOncePerProcessSaga(StagedOrder):
     """Breaks atomicity on a worker restart: the order's replay from a cold cache diverges.
 
     The first run of the order and a replay of its whole history after it ended agree; a
@@ -401,4 +460,4 @@ class ScreenedOncePerProcessSaga:
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order`` with :attr:`Breakage.SCREENED_ONCE_PER_PROCESS`."""
-        return await process_order(order, settings, Breakage.SCREENED_ONCE_PER_PROCESS)
+        return await process_order(order, settings, Breakage.SCREENED_ONCE_PER_PROCESS, self)

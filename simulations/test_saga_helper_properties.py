@@ -73,6 +73,20 @@ def run_script_case(
         None,
     )
 )
+@example(  # one at a time, no continue_on_error: a failed compensation skips the rest
+    # (drawn near example 170 of the ci profile's 200; pinned so every budget checks it)
+    run=(
+        Script(
+            (
+                StepSpec("s0"),
+                StepSpec("s1", undo_fails=ErrorSpec("Refused", "refused", wrapped=True)),
+                StepSpec("s2", fails=ErrorSpec(None, "")),
+            ),
+            options=OptionsSpec(False, False, 5, 5),
+        ),
+        None,
+    )
+)
 def test_the_saga_helper_keeps_its_documented_contract(
     harness: faults.testing.FaultHarness, journal: Journal, run: tuple[Script, str | None]
 ) -> None:

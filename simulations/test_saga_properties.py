@@ -10,7 +10,11 @@ workflow history only (never from what the workflow reports about itself), that:
 3. effects happened exactly once; 4. nothing was compensated after the pivot;
 5. every compensation that failed for good was reported, and only those;
 6. a completed order's post-pivot steps were done; 7. an order failed only for a cause;
-8. an order was charged only once screened, and never when the screen refuses it.
+8. an order was charged only once screened, and never when the screen refuses it;
+9. a closed order's ``stage`` query agrees with how its history says it ended.
+
+A third property draws invalid orders (one bad field each), which invariant 7 says must be
+refused at once: ``InvalidOrder``, non-retryable, before any activity.
 
 (``patterns.saga._invariants`` says which evidence each one reads.) The same
 property holds for :class:`~simulations.saga_variants.FaithfulOrderSaga`, the
@@ -24,6 +28,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import faults
 import faults.testing
@@ -32,12 +37,13 @@ from patterns.saga._invariants import INVARIANTS
 
 from ._search import catch
 from .saga_cases import (
-    WORKER_OPTIONS,
     SagaCase,
     disrupted_saga_cases,
+    invalid_saga_cases,
     minimal,
     run_case,
     saga_cases,
+    saga_harness,
 )
 from .saga_variants import (
     CompensateAfterStepSaga,
@@ -50,9 +56,11 @@ from .saga_variants import (
     ScreenAlongsideChargeSaga,
     ScreenedOncePerProcessSaga,
     SilentCompensationSaga,
+    StaleStageSaga,
     UncompensatedCancellationSaga,
     UnconfirmedCompletionSaga,
     UnreportedCompensationSaga,
+    ValidatesLateSaga,
 )
 
 
@@ -63,9 +71,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
 
 @pytest.fixture(scope="module")
 def harness(fault_harness: Any, services: OrderServices) -> faults.testing.FaultHarness:
-    return fault_harness(
-        workflows=[OrderSaga], activities=OrderActivities(services).activities(), **WORKER_OPTIONS
-    )
+    return saga_harness(fault_harness, OrderSaga, services)
 
 
 @given(case=saga_cases)
@@ -79,11 +85,7 @@ def test_saga_invariants_hold_under_faults(
 def test_the_variants_unbroken_copy_holds_them_too(
     fault_harness: Any, services: OrderServices, case: SagaCase
 ) -> None:
-    faithful = fault_harness(
-        workflows=[FaithfulOrderSaga],
-        activities=OrderActivities(services).activities(),
-        **WORKER_OPTIONS,
-    )
+    faithful = saga_harness(fault_harness, FaithfulOrderSaga, services)
     assert run_case(faithful, FaithfulOrderSaga, services, case) == {}
 
 
@@ -99,9 +101,23 @@ def test_saga_invariants_hold_under_timeouts_restarts_and_cancellations(
     fault_harness: Any, services: OrderServices, workflow: type, case: SagaCase
 ) -> None:
     """The server times a step out, a worker restart replays the order, the order is cancelled."""
-    harness = fault_harness(
-        workflows=[workflow], activities=OrderActivities(services).activities(), **WORKER_OPTIONS
-    )
+    harness = saga_harness(fault_harness, workflow, services)
+    assert run_case(harness, workflow, services, case) == {}
+
+
+INVALID_EXAMPLES = max(1, settings.default.max_examples // 4)
+"""Examples per invalid-order property: a quarter of the profile's; an invalid order has
+only its flaw and its Faker seed to vary."""
+
+
+@pytest.mark.parametrize("workflow", [OrderSaga, FaithfulOrderSaga], ids=lambda w: w.__name__)
+@settings(max_examples=INVALID_EXAMPLES)
+@given(case=invalid_saga_cases)
+def test_saga_invariants_hold_for_invalid_orders(
+    fault_harness: Any, services: OrderServices, workflow: type, case: SagaCase
+) -> None:
+    """An order with one invalid field is refused at once, before any service is called."""
+    harness = saga_harness(fault_harness, workflow, services)
     assert run_case(harness, workflow, services, case) == {}
 
 
@@ -132,15 +148,19 @@ VARIANTS = [
     ("5 failed compensations reported", UnreportedCompensationSaga, OrderActivities),
     ("6 post-pivot steps done", UnconfirmedCompletionSaga, OrderActivities),
     ("7 failed only for a cause", LimitInDollarsSaga, OrderActivities),
+    ("7 failed only for a cause", ValidatesLateSaga, OrderActivities),
     ("8 charged only once screened", ScreenAlongsideChargeSaga, OrderActivities),
+    ("9 says where it ended", StaleStageSaga, OrderActivities),
 ]
 
 
-DRAWN_FROM = {
+DRAWN_FROM: dict[type, st.SearchStrategy[SagaCase]] = {
     UncompensatedCancellationSaga: disrupted_saga_cases,
     ScreenedOncePerProcessSaga: disrupted_saga_cases,
+    ValidatesLateSaga: invalid_saga_cases,
 }
-"""Variants caught by the disruption property; the others by the main one."""
+"""Variants caught by the disruption or the invalid-order property; the others by the main
+one."""
 
 SHRINK_RUNS = 150
 """Runs a variant's search may spend shrinking after its first catch. Counted, not timed, so
@@ -174,9 +194,7 @@ def test_every_invariant_has_a_broken_variant() -> None:
 def test_each_property_catches_its_broken_variant(
     fault_harness: Any, services: OrderServices, prop: str, workflow: type, activities: type
 ) -> None:
-    broken = fault_harness(
-        workflows=[workflow], activities=activities(services).activities(), **WORKER_OPTIONS
-    )
+    broken = saga_harness(fault_harness, workflow, services, activities)
     caught = catch(
         DRAWN_FROM.get(workflow, saga_cases),
         lambda case: prop in run_case(broken, workflow, services, case),

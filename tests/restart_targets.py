@@ -129,8 +129,16 @@ class ColdReplayDiverges:
 class _Booking:
     undo_before_step = True
 
+    def __init__(self) -> None:
+        self.begun: list[str] = []
+
+    @workflow.query
+    def steps_begun(self) -> list[str]:
+        """The items whose booking began (a claim the run makes of itself)."""
+        return list(self.begun)
+
     async def book_all(self) -> None:
-        begun: list[str] = []
+        begun = self.begun
         try:
             for item in ITEMS:
                 if self.undo_before_step:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.workflow import NondeterminismError
 
 import faults
@@ -269,6 +270,27 @@ def test_cancel_before_the_body_cancels_the_workflow_at_that_call(
     assert EFFECTS[outcome.workflow_id] == ["book:a", "undo:b", "undo:a"]
     assert booking_violations(outcome.workflow_id, completed=False) == {}
     assert [(i.kind, i.detail) for i in outcome.injections] == [("cancel", "cancel")]
+
+
+def test_the_harness_asks_its_queries_of_each_closed_run(
+    fault_harness: Any, temporal_client: Any, fault_log: faults.FaultLog
+) -> None:
+    """Asked before the plugin may replace the server (a cancellation can hold its clock)."""
+    asking = fault_harness(
+        workflows=[Booking],
+        activities=[book, undo],
+        queries=("steps_begun", "no_such_query"),
+        **FAIL_ON_NONDETERMINISM,
+    )
+    calls = observe_calls(asking, Booking.run)
+    outcome = asking.run(Booking.run, plan=ScriptedPlan((calls[1].entry(1, Cancel()),)))
+    assert closed_as(asking, outcome.workflow_id) == "WORKFLOW_EXECUTION_CANCELED"
+    assert outcome.answers["steps_begun"] == ["a", "b"]
+    missing = outcome.answers["no_such_query"]
+    assert isinstance(missing, WorkflowQueryFailedError), missing
+    assert "no_such_query" in str(missing)
+    with pytest.raises(ValueError, match=r"^FaultHarness\(queries='steps_begun'\) must be a "):
+        faults.testing.FaultHarness(temporal_client, "q", fault_log, queries="steps_begun")
 
 
 def test_cancel_after_the_body_exposes_an_undo_registered_too_late(

@@ -42,7 +42,9 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> OrderServices:
 
 @pytest.fixture(scope="module")
 def harness(fault_harness: Any, services: OrderServices) -> faults.testing.FaultHarness:
-    return fault_harness(workflows=[OrderSaga], activities=OrderActivities(services).activities())
+    return fault_harness(
+        workflows=[OrderSaga], activities=OrderActivities(services).activities(), queries=("stage",)
+    )
 
 
 def fresh_order(services: OrderServices, *, stock: int = 10, **changes: Any) -> Order:
@@ -70,7 +72,9 @@ def run_and_check(
     before = {sku: services.stock(sku) for sku in skus}
     outcome = harness.run(OrderSaga.run, order, settings or SagaSettings(), plan=plan)
     assert harness.loop is not None
-    run = harness.loop.run(observe_run(harness.client, outcome.workflow_id))
+    run = harness.loop.run(
+        observe_run(harness.client, outcome.workflow_id, answers=outcome.answers)
+    )
     ledger = services.ledger(order.order_id)
     after = {sku: services.stock(sku) for sku in skus}
     checks = check_invariants(order, ledger, run, before, after)
@@ -525,3 +529,61 @@ def test_an_order_over_the_fraud_limit_is_never_charged() -> None:
     )
     checks = check_invariants(suspected, refunded, unscreened, stock, stock)
     assert set(failed_checks(checks)) == {"8 charged only once screened"}
+
+
+def _stage_checks(run: SagaRun) -> dict[str, str]:
+    untouched = OrderLedger("made-up", 0, 0, {}, {}, 0, [])
+    stock = {"SKU-A": 10}
+    checks = check_invariants(UNSERVED, untouched, run, stock, stock)
+    return {k: v for k, v in failed_checks(checks).items() if k == "9 says where it ended"}
+
+
+def test_the_stage_an_order_claims_is_checked_against_its_history() -> None:
+    refused = SagaRun(
+        "made-up", "failed", "Refused", SagaSettings(), history(("check_catalog", "failed"))
+    )
+    assert _stage_checks(dataclasses.replace(refused, stage="received")) == {}
+    assert _stage_checks(dataclasses.replace(refused, stage="compensated")) == {
+        "9 says where it ended": "stage query says 'compensated'; the history says received"
+    }
+    unanswered = dataclasses.replace(refused, stage_error="WorkflowQueryFailedError: no stage")
+    assert _stage_checks(unanswered) == {
+        "9 says where it ended": "stage query gave no answer: WorkflowQueryFailedError: no stage"
+    }
+    charged = SagaRun(
+        "made-up",
+        "cancelled",
+        "CancelledError",
+        SagaSettings(),
+        history(("check_catalog", "completed"), ("charge", "cancelled")),
+        cancel_requested=True,
+    )
+    for stage in ("compensated", "compensating"):  # a cancellation may meet the compensations
+        assert _stage_checks(dataclasses.replace(charged, stage=stage)) == {}
+    assert set(_stage_checks(dataclasses.replace(charged, stage="charging"))) == {
+        "9 says where it ended"
+    }
+
+
+def test_an_invalid_order_must_be_refused_at_once_and_not_retried() -> None:
+    invalid = dataclasses.replace(UNSERVED, items=[LineItem("SKU-A", 0, 1250)])
+    stock = {"SKU-A": 10}
+    untouched = OrderLedger("made-up", 0, 0, {}, {}, 0, [])
+    refused = SagaRun("made-up", "failed", "InvalidOrder", SagaSettings(), (), non_retryable=True)
+    assert failed_checks(check_invariants(invalid, untouched, refused, stock, stock)) == {}
+    retryable = dataclasses.replace(refused, non_retryable=False)
+    late = dataclasses.replace(refused, activities=history(("check_catalog", "completed")))
+    for run, why in (
+        (retryable, "invalid order failed with a retryable InvalidOrder (history)"),
+        (
+            late,
+            "invalid order (order.items[0].quantity=0 must be a positive whole number "
+            "of units) scheduled ['check_catalog'] (history)",
+        ),
+    ):
+        broken = failed_checks(check_invariants(invalid, untouched, run, stock, stock))
+        assert broken == {"7 failed only for a cause": why}
+    # A valid order never fails as invalid.
+    assert failed_checks(check_invariants(UNSERVED, untouched, refused, stock, stock)) == {
+        "7 failed only for a cause": "a valid order failed with InvalidOrder (history)"
+    }

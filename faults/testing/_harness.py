@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -15,7 +16,13 @@ from typing import Any, Generic, Protocol, TypeVar
 import temporalio.client
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
-from temporalio.client import WorkflowFailureError, WorkflowHistory
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHistory,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.service import RPCError
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, WorkflowReplayResult
 
 from .._interceptor import injecting
@@ -40,6 +47,9 @@ GIVE_UP_SECONDS = 15.0
 OVERRUN_PROBE = timedelta(seconds=1)
 """How far the clock is moved to see whether it skips, when a run overran."""
 
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""How long a query of a closed run (the harness's ``queries``) may take."""
+
 SURVEYED_ACTIVITIES = 8
 """Pending activities listed per open run in the error of a run that overran."""
 
@@ -62,6 +72,10 @@ class RunOutcome(Generic[T]):
     """Whether the run's histories were replayed against the workflow code (and replayed clean)."""
     args: tuple[Any, ...] = ()
     """The arguments the workflow was started with (for invariants and reproductions)."""
+    answers: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Each of the harness's ``queries``, asked of the closed run: its answer, or the
+    exception asking raised (for example ``WorkflowQueryFailedError`` for a query the
+    workflow does not define, or whose replay of the history diverges)."""
 
     @property
     def succeeded(self) -> bool:
@@ -289,6 +303,11 @@ class FaultHarness:
     ``run_hooks`` (:class:`RunHooks`) hear of each run before it starts and
     after it ends; the pytest plugin's harnesses use them to keep the
     session's test server skipping time and fast.
+    ``queries`` are asked of every run once it closed, while its worker still runs
+    (a query of a closed run replays its history on a worker, and the plugin may
+    replace a session's server and workers once a run ended); the outcome's
+    ``answers`` hold them, for an oracle that checks what a workflow says of itself
+    against its history.
     """
 
     def __init__(
@@ -304,7 +323,14 @@ class FaultHarness:
         execution_timeout: timedelta | None = DEFAULT_EXECUTION_TIMEOUT,
         replay_every: int = 1,
         run_hooks: RunHooks | None = None,
+        queries: Sequence[str] = (),
     ) -> None:
+        if isinstance(queries, str) or not all(isinstance(q, str) and q for q in queries):
+            raise ValueError(
+                f"FaultHarness(queries={queries!r}) must be a sequence of query names, "
+                "such as ('stage',)"
+            )
+        self.queries = tuple(queries)
         self.run_hooks = run_hooks
         self._given_up: dict[str, _Overrun] = {}
         """Surveys of overrun runs, kept only for the :meth:`run` calls waiting on them."""
@@ -406,6 +432,7 @@ class FaultHarness:
                 except asyncio.CancelledError:
                     continue  # cancelled again (run_many stops its other runs): still wait
             raise
+        answers = {name: await self._ask(handle, name) for name in self.queries}
         runs = set()
         replays = self._replays
         if replays is not None and next(self._finished) % self.replay_every:
@@ -426,8 +453,20 @@ class FaultHarness:
             injections=tuple(self.log.for_runs(runs)),
             replayed=replays is not None,
             args=tuple(args),
+            answers=answers,
         )
         return outcome
+
+    async def _ask(self, handle: Any, query: str) -> Any:
+        """``query``'s answer from the closed run, or the exception asking raised.
+
+        Asked before the run hooks hear the run ended: a query needs a worker to replay
+        the history, and the pytest plugin may replace the server (and its workers) then.
+        """
+        try:
+            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
+        except (WorkflowQueryFailedError, WorkflowQueryRejectedError, RPCError) as err:
+            return err
 
     async def _result(self, handle: Any) -> Any:
         """The run's result, unless its workflow task gets stuck first (raises ``_Stuck``)."""

@@ -394,9 +394,8 @@ class _WorkerPool:
         self._key_of_queue.pop(task_queue, None)
         self.registrations.pop(key, None)
         self.modules.pop(key, None)
-        harness = self.harnesses.pop(key, None)
-        if harness is not None:
-            await harness.aclose()
+        for asked in [k for k in self.harnesses if k[0] == key]:  # one per set of queries
+            await self.harnesses.pop(asked).aclose()
         if worker is not None:
             self.stopping.append(asyncio.ensure_future(worker.__aexit__(None, None, None)))
 
@@ -463,14 +462,16 @@ class _WorkerPool:
         self,
         workflows: Sequence[type] = (),
         activities: Sequence[Callable[..., Any]] = (),
+        *,
+        queries: Sequence[str] = (),
         **options: Any,
     ) -> FaultHarness:
         from .. import activity_names
         from . import FaultHarness
 
         key = self._key(workflows, activities, options)
-        if key in self.harnesses:
-            return self.harnesses[key]
+        if (key, tuple(queries)) in self.harnesses:
+            return self.harnesses[key, tuple(queries)]
         task_queue = self.task_queue(workflows, activities, **options)
         harness = FaultHarness(
             self.client,
@@ -480,8 +481,9 @@ class _WorkerPool:
             replay_workflows=workflows,
             activity_names=activity_names(activities),
             run_hooks=self.rotation,
+            queries=queries,
         )
-        self.harnesses[key] = harness
+        self.harnesses[key, tuple(queries)] = harness
         return harness
 
     def close(self) -> None:
@@ -545,7 +547,8 @@ WorkerFactory = Callable[..., str]
 """``fault_worker(workflows=(), activities=(), **worker_options) -> task queue``."""
 
 HarnessFactory = Callable[..., "FaultHarness"]
-"""``fault_harness(workflows=(), activities=(), **worker_options) -> FaultHarness``."""
+"""``fault_harness(workflows=(), activities=(), *, queries=(), **worker_options) -> FaultHarness``
+(``queries``: see :class:`~faults.testing.FaultHarness`)."""
 
 
 @pytest.fixture(scope="session")

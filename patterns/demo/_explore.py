@@ -82,11 +82,12 @@ def explore_saga(
             id_prefix="saga-explore",
             replay_workflows=[OrderSaga],
             activity_names=ALL_ACTIVITIES,
+            queries=("stage",),
         )
 
         def check(outcome: faults.testing.RunOutcome[Any]) -> dict[str, Any]:
             order: Order = outcome.args[0]
-            run = loop.run(observe_run(client, outcome.workflow_id))
+            run = loop.run(observe_run(client, outcome.workflow_id, answers=outcome.answers))
             return order_violations(services, order, run, before.pop(order.order_id))
 
         begun = time.perf_counter()

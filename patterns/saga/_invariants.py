@@ -47,7 +47,18 @@ runs before C failed for good.
    ``reserve``, ``ship``) that failed for good: a business refusal, or a fault
    that outlasted its retries; or, for one whose compensation failed, a
    request to cancel it. An order that no step refused completes, and one
-   ends cancelled only if its cancellation was requested.
+   ends cancelled only if its cancellation was requested. An invalid order
+   (the input, checked with ``validate_order``) fails at once: ``InvalidOrder``,
+   non-retryable, with no activity scheduled (history) and nothing journaled.
+8. **charged only once screened** (history, journal): the charge is scheduled
+   only after a screen completed; an order over the fraud limit never reaches
+   the payment service and never completes.
+9. **says where it ended** (history against the claim): the ``stage`` query of
+   a closed order (a claim, answered by a replay of its history) agrees with
+   how the history says it ended: ``completed``; ``received`` if it ended
+   before the charge was scheduled; ``compensating`` if a compensation failed
+   for good; ``compensated`` if it failed once charged, or ``compensating``
+   too if it was cancelled (the cancellation may meet the compensations).
 """
 
 from __future__ import annotations
@@ -55,9 +66,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 import temporalio.client
+import temporalio.service
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError, CancelledError
@@ -67,7 +80,7 @@ from ._activities import COMPENSATION_ACTIVITIES, STEP_ACTIVITIES
 from ._orders import make_catalog, make_order
 from ._saga import CompensationOutcome
 from ._services import FRAUD_LIMIT_CENTS, OrderLedger, OrderServices
-from ._types import LineItem, Order, SagaSettings
+from ._types import InvalidOrderError, LineItem, Order, SagaSettings, validate_order
 
 RunStatus = Literal["completed", "failed", "compensation_failed", "cancelled"]
 """How an order saga ended, as its history records it."""
@@ -122,6 +135,13 @@ class SagaRun:
     """The compensations the failure *claims* completed (its ``compensated`` detail), if any."""
     cancel_requested: bool = False
     """Whether the history records a request to cancel the run."""
+    non_retryable: bool = False
+    """Whether the failure that closed the run is marked non-retryable (history)."""
+    stage: str | None = None
+    """What the run's ``stage`` query answers once closed: a *claim* (``None`` if unanswered,
+    or, with no ``stage_error``, not asked)."""
+    stage_error: str = ""
+    """Why the ``stage`` query got no answer ('' when it did)."""
 
     @property
     def unfinished(self) -> frozenset[str]:
@@ -191,12 +211,18 @@ def _claims(failure: BaseException | None) -> tuple[CompensationOutcome, ...]:
 
 
 async def observe_run(
-    client: temporalio.client.Client, workflow_id: str, error: BaseException | None = None
+    client: temporalio.client.Client,
+    workflow_id: str,
+    error: BaseException | None = None,
+    *,
+    answers: Mapping[str, Any] | None = None,
 ) -> SagaRun:
     """Read a closed run's history: its settings, activities, close and claims.
 
     ``error`` (what the client's result raised) is not used: the outcome is
     read from the history. It is accepted so that older callers keep working.
+    The ``stage`` claim is taken from ``answers`` (a harness's ``RunOutcome.answers``,
+    asked while the run's worker still ran) when it holds one, else asked now.
     """
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     converter = client.data_converter
@@ -245,6 +271,10 @@ async def observe_run(
             f"workflow {workflow_id!r} has not closed; observe a run after its result is in"
         )
     status, error_type = _status(failure, closed)
+    if answers is not None and "stage" in answers:
+        stage, stage_error = _stage_answer(answers["stage"])
+    else:
+        stage, stage_error = await _stage_claim(client, workflow_id)
     activities: list[ScheduledActivity] = []
     for event_id, (name, activity_id) in names.items():
         ended, ended_event = ends.get(event_id, ("open", 0))
@@ -262,7 +292,38 @@ async def observe_run(
         _claims(failure),
         _claimed_compensated(failure),
         cancel_requested,
+        isinstance(failure, ApplicationError) and failure.non_retryable,
+        stage,
+        stage_error,
     )
+
+
+async def _stage_claim(
+    client: temporalio.client.Client, workflow_id: str
+) -> tuple[str | None, str]:
+    """The closed run's answer to its ``stage`` query, or why there is none.
+
+    A worker answers by replaying the history, so a workflow without the query, or whose
+    replay diverges, gives no answer: invariant 9 reports why.
+    """
+    try:
+        answer = await client.get_workflow_handle(workflow_id).query(
+            "stage", rpc_timeout=timedelta(seconds=10)
+        )
+    except (
+        temporalio.client.WorkflowQueryFailedError,
+        temporalio.client.WorkflowQueryRejectedError,
+        temporalio.service.RPCError,
+    ) as err:
+        return _stage_answer(err)
+    return _stage_answer(answer)
+
+
+def _stage_answer(answer: Any) -> tuple[str | None, str]:
+    """The claim and '' for an answer; ``None`` and why for an exception."""
+    if isinstance(answer, BaseException):
+        return None, f"{type(answer).__name__}: {(str(answer) or '-').splitlines()[0][:200]}"
+    return str(answer), ""
 
 
 def _check(name: str, problems: list[str]) -> InvariantCheck:
@@ -463,7 +524,12 @@ def _post_pivot(ev: _Evidence) -> list[str]:
     return problems
 
 
-def _cause(ev: _Evidence) -> list[str]:
+def _cause(ev: _Evidence, order: Order) -> list[str]:
+    flaw = _flaw(order)
+    if flaw:
+        return _refused_at_once(ev, flaw)
+    if ev.run.error_type == "InvalidOrder":
+        return ["a valid order failed with InvalidOrder (history)"]
     if ev.run.status == "cancelled" and not ev.run.cancel_requested:
         return ["order cancelled but no cancellation was requested (history)"]
     if ev.run.status not in ("failed", "compensation_failed"):
@@ -476,6 +542,56 @@ def _cause(ev: _Evidence) -> list[str]:
         f"order {ev.run.status} ({ev.run.error_type}) but no step failed for good "
         f"(history: completed {sorted(ev.run.completed & set(_FORWARD))})"
     ]
+
+
+def _flaw(order: Order) -> str:
+    """What ``validate_order`` says is wrong with ``order`` ('' for a valid order)."""
+    try:
+        validate_order(order)
+    except InvalidOrderError as err:
+        return str(err)
+    return ""
+
+
+def _refused_at_once(ev: _Evidence, flaw: str) -> list[str]:
+    """An invalid order fails non-retryably with ``InvalidOrder`` before any activity."""
+    problems: list[str] = []
+    if ev.run.status != "failed" or ev.run.error_type != "InvalidOrder":
+        problems.append(
+            f"invalid order ({flaw}) ended {ev.run.status} ({ev.run.error_type}), "
+            "not failed with InvalidOrder (history)"
+        )
+    elif not ev.run.non_retryable:
+        problems.append("invalid order failed with a retryable InvalidOrder (history)")
+    if ev.run.activities:
+        names = sorted({a.name for a in ev.run.activities})
+        problems.append(f"invalid order ({flaw}) scheduled {names} (history)")
+    if ev.ledger.journal:
+        problems.append(f"invalid order reached the services: {len(ev.ledger.journal)} calls")
+    return problems
+
+
+def _stage(ev: _Evidence) -> list[str]:
+    run = ev.run
+    if run.stage is None and not run.stage_error:
+        return []  # not asked: a run made up by hand (observe_run always asks)
+    if run.stage_error:
+        return [f"stage query gave no answer: {run.stage_error}"]
+    if run.error_type in ("terminated", "timed_out"):
+        return []  # ended from outside, where the order happened to be
+    if run.status == "completed":
+        expected = {"completed"}
+    elif not run.scheduled("charge"):
+        expected = {"received"}
+    elif run.status == "compensation_failed":
+        expected = {"compensating"}
+    elif run.status == "cancelled":
+        expected = {"compensated", "compensating"}
+    else:
+        expected = {"compensated"}
+    if run.stage not in expected:
+        return [f"stage query says {run.stage!r}; the history says {' or '.join(sorted(expected))}"]
+    return []
 
 
 def _screened(ev: _Evidence, order: Order) -> list[str]:
@@ -509,6 +625,7 @@ INVARIANTS: Sequence[str] = (
     "6 post-pivot steps done",
     "7 failed only for a cause",
     "8 charged only once screened",
+    "9 says where it ended",
 )
 """The names of the checks :func:`check_invariants` returns, in order."""
 
@@ -520,7 +637,7 @@ def check_invariants(
     stock_before: Mapping[str, int],
     stock_after: Mapping[str, int],
 ) -> list[InvariantCheck]:
-    """Check the eight saga invariants (module docstring) for one order on SKUs of its own.
+    """Check the nine saga invariants (module docstring) for one order on SKUs of its own.
 
     ``ledger`` and the stock are read from the services database; ``run`` from
     the workflow's history (:func:`observe_run`).
@@ -533,8 +650,9 @@ def check_invariants(
         _pivot(ev),
         _reported(ev),
         _post_pivot(ev),
-        _cause(ev),
+        _cause(ev, order),
         _screened(ev, order),
+        _stage(ev),
     ]
     return [_check(name, found) for name, found in zip(INVARIANTS, problems, strict=True)]
 
