@@ -293,6 +293,24 @@ def test_the_harness_asks_its_queries_of_each_closed_run(
         faults.testing.FaultHarness(temporal_client, "q", fault_log, queries="steps_begun")
 
 
+def test_a_broken_stuck_run_watch_leaves_the_run_to_end(
+    harness: faults.testing.FaultHarness,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error of the watch itself is logged; the run's outcome is its own."""
+
+    async def broken_watch(client: Any, workflow_id: str) -> tuple[str, ...]:
+        raise RuntimeError("the watch broke")
+
+    # No public seam breaks the watch: patch the harness's own reference to it.
+    monkeypatch.setattr("faults.testing._harness.stuck_run", broken_watch)
+    outcome = harness.run(TwoSteps.run, "x")
+    assert outcome.succeeded and outcome.result == "xx", outcome.describe()
+    assert "the stuck-run watch of workflow" in caplog.text
+    assert "the watch broke" in caplog.text
+
+
 def test_cancel_after_the_body_exposes_an_undo_registered_too_late(
     harness: faults.testing.FaultHarness,
 ) -> None:

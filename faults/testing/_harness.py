@@ -6,6 +6,7 @@ import asyncio
 import collections
 import dataclasses
 import itertools
+import logging
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -35,6 +36,8 @@ from ._rotation import SKIP_RATIO
 from ._stuck import StuckRun, stuck_run
 
 T = TypeVar("T")
+
+_logger = logging.getLogger(__name__)
 
 _counter = itertools.count()
 
@@ -474,6 +477,14 @@ class FaultHarness:
         watching = asyncio.ensure_future(stuck_run(self.client, handle.id))
         try:
             await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done() and watching.exception() is not None:
+                # The watch broke, not the run: its error is not the run's outcome.
+                _logger.warning(
+                    "the stuck-run watch of workflow %s failed (%r); waiting for its result",
+                    handle.id,
+                    watching.exception(),
+                )
+                await asyncio.wait({waiting})
         finally:
             watching.cancel()
             if not waiting.done():
