@@ -156,6 +156,9 @@ class SearchRow:
     median_seconds: float | None
     median_examples: float | None
     max_shrunk_entries: float | None = None
+    run: str = ""
+    """The commit and date the row was measured on, when the row says (rows of one file
+    may come from several runs: a ``-k`` selection updates its own rows)."""
 
 
 @dataclass(frozen=True)
@@ -554,7 +557,8 @@ def _search_power(path: Path) -> SearchPower:
             if value is not None and not isinstance(value, (int, float)):
                 raise ResultsError(f"{where}: '{name}' must be a number or absent; got {value!r}")
             optional.append(None if value is None else float(value))
-        rows.append(SearchRow(row["target"], row["search"], runs, found, *optional))
+        run = ", ".join(str(row[k]) for k in ("commit", "date") if row.get(k))
+        rows.append(SearchRow(row["target"], row["search"], runs, found, *optional, run))
     return SearchPower(_source(path, data), tuple(rows), str(data.get("command", "")))
 
 
@@ -765,6 +769,7 @@ def _search_table(data: SearchPower) -> str:
     def entries(value: float | None) -> str:
         return "" if value is None else f"{value:g} entr{'y' if value == 1 else 'ies'}"
 
+    runs = any(r.run for r in data.rows)  # a column only when rows name their run
     return _table(
         [
             "planted bug",
@@ -773,6 +778,7 @@ def _search_table(data: SearchPower) -> str:
             "median time to find",
             "median examples to find",
             "largest shrunk plan",
+            *(["run"] if runs else []),
         ],
         (
             [
@@ -782,10 +788,11 @@ def _search_table(data: SearchPower) -> str:
                 opt(r.median_seconds, " s"),
                 count(r.median_examples),
                 entries(r.max_shrunk_entries),
+                *([r.run or "earlier"] if runs else []),
             ]
             for r in data.rows
         ),
-        [False, False, True, True, True, True],
+        [False, False, True, True, True, True, *([False] if runs else [])],
     )
 
 

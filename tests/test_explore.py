@@ -156,6 +156,12 @@ def test_a_correct_workflow_explores_its_whole_scope(
     assert report.silent == 0
     # The refund (reached only when the debit fails for good) was explored too.
     assert any(p.call.activity == "refund" for s in report.ran for p in s.points)
+    # Pairs whose second call the fault-free run never made ran first.
+    reached_by_fault = [
+        s.points[1].call not in report.calls for s in report.ran[-report.pairs_in_scope :]
+    ]
+    assert any(reached_by_fault) and not all(reached_by_fault)
+    assert reached_by_fault == sorted(reached_by_fault, reverse=True)
     assert [p.run for p in seen] == list(range(1, report.schedules_run + 1))
     assert {p.phase for p in seen} == {"single", "pair"}
 

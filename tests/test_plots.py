@@ -228,6 +228,20 @@ def test_page_holds_every_figure_of_the_results_files(results_dir: Path, tmp_pat
     assert "![" not in text
 
 
+def test_search_rows_name_the_run_they_come_from(tmp_path: Path) -> None:
+    """A ``-k`` run updates its own rows: each then names its commit and date."""
+    mixed = json.loads(json.dumps(SEARCH_POWER))
+    mixed["results"][0].update(commit="abc1234", date="2031-02-05")
+    path = tmp_path / "search_power.json"
+    path.write_text(json.dumps(mixed))
+    table = report._search_table(report._search_power(path))
+    assert table.splitlines()[0].endswith("| run |")
+    assert "| 8 of 8 | 3.25 s | 41 |  | abc1234, 2031-02-05 |" in table
+    assert table.splitlines()[-1].endswith("| earlier |")
+    path.write_text(json.dumps(SEARCH_POWER))  # no row names its run: no column
+    assert "| run |" not in report._search_table(report._search_power(path)).splitlines()[0]
+
+
 def test_page_needs_no_matplotlib(
     results_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -647,8 +647,10 @@ def explore(
     explored). Each call gets each of ``shapes`` that applies to it, in call
     order then shape order; then, with ``pairs``, each single-fault schedule
     gets a second fault on each call its own run made (another call than the
-    first), skipping pairs already run. The order is deterministic: the same
-    workflow and shapes run the same list.
+    first), skipping pairs already run; pairs whose second call the fault-free
+    run never made (compensations, other paths only a fault reaches) run before
+    the rest. The order is deterministic: the same workflow and shapes run the
+    same list.
 
     If the fault-free run itself breaks ``check``, that is the violation (its
     plan is empty, one schedule ran) and nothing else runs.
@@ -734,6 +736,11 @@ def explore(
                     if second.entries and both not in seen_pairs:
                         seen_pairs.add(both)
                         pair_list.append(Schedule((first, second)))
+    # Pairs whose second fault is on a call only the first fault's run made (a compensation,
+    # a retry path) come first: the code a fault-free run never reaches. A second fault on a
+    # call the fault-free run makes too is more often masked by the first (stable order).
+    baseline = set(calls)
+    pair_list.sort(key=lambda schedule: schedule.points[1].call in baseline)
     pairs_known = True
     for schedule in pair_list:
         if len(ran) >= budget:
