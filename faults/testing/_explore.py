@@ -9,7 +9,9 @@ first run whose invariant breaks, shrinks that schedule and reports it with a
 one-line reproduction and the coverage reached. Pairs are built the way
 Filibuster builds them: a second fault goes on a call that the run under the
 first fault actually made, so compensations and other calls that only faults
-reach are explored too, and no pair spends a run on a call that never happens.
+reach are explored too, and no pair spends a run on a call that never happens. Pairs whose
+second call the fault-free run never made run first: they reach code no single fault
+does, where a second fault on an ordinary call is often masked by the first.
 
 The invariant is one callback shared with Hypothesis: ``check(outcome)``
 returns a mapping of the invariants that broke (empty when all hold), read
