@@ -9,7 +9,7 @@ their fastest rounds (what other load on the machine adds to a round, it adds
 to one arm or the other; the fastest rounds carry the least of it).
 
 On the time-skipping test server the held attempt hands its clock lock back
-until ``CLOCK_MARGIN`` (0.25 s) before the timeout, so the clock skips the
+until ``CLOCK_MARGIN`` (1 s) before the timeout, so the clock skips the
 rest; the dev server runs the timeout in real time (and fires timers up to
 about a second late). Each time-skipping measurement gets a test server of its
 own (``fresh_server_fault_harness``), since that server slows with every run it
