@@ -8,8 +8,9 @@ segment child may be cancelled at one of its chunk calls. The property: the
 aggregate holds every record exactly once, and the failed set is exactly the
 records whose processing failed permanently (invalid records, chunks whose
 activity failed for good, segments whose child was cancelled: read from the
-fault log); a fail-fast batch names the
-first failed record of a failed chunk; and the history has the batch's shape
+fault log); a fail-fast batch names the first failed record of a failed chunk,
+stops at the first failure its history shows (it names a record of that failure
+and starts no chunk or child after it), and the history has the batch's shape
 (children only above ``segment_size``, chunks run as the kind of activity the
 configuration asks for).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,6 +265,149 @@ def _check_named(request: BatchRequest, named: str, expected_failed: set[str]) -
     assert named == first, f"fail-fast named {named}, not the first failed record {first}"
 
 
+@dataclass(frozen=True)
+class _FirstFailure:
+    """What one fail-fast workflow's history shows of its first failure and what followed it."""
+
+    failed: tuple[range, ...]
+    """Records of the failures handled by the first workflow task to handle one."""
+    succeeded: int
+    """Chunks or children whose success that task handled."""
+    started_then: int
+    """Chunks or children that task started."""
+    started_later: int
+    """Chunks or children that later tasks started."""
+
+
+_E = EventType
+_ENDS = {
+    _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: ("activity_task_completed", "scheduled", False),
+    _E.EVENT_TYPE_ACTIVITY_TASK_FAILED: ("activity_task_failed", "scheduled", True),
+    _E.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT: ("activity_task_timed_out", "scheduled", True),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED: (
+        "child_workflow_execution_completed", "initiated", False
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED: (
+        "child_workflow_execution_failed", "initiated", True
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED: (
+        "child_workflow_execution_canceled", "initiated", True
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT: (
+        "child_workflow_execution_timed_out", "initiated", True
+    ),
+    _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED: (
+        "child_workflow_execution_terminated", "initiated", True
+    ),
+}  # fmt: skip
+"""How a chunk activity or a child ends: its attributes, the event it refers to, and whether it
+failed. An activity that completed failed if its chunk holds an invalid record (the seed's data);
+one that was cancelled is not counted: the batch cancels the rest after its first failure."""
+
+
+async def _first_failure(
+    client: temporalio.client.Client,
+    workflow_id: str,
+    segment: Callable[[str], range],
+    invalid: set[str],
+) -> _FirstFailure | None:
+    """Read the first failure a fail-fast workflow's history shows (``None`` if none was handled).
+
+    A chunk is named by its activity id, a child's records by ``segment(workflow id)``. The
+    first failure is handled by the first completed workflow task started after it.
+    """
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    tasks: list[tuple[int, int]] = []  # (started, completed) event ids of completed tasks
+    starts: dict[int, tuple[range, int]] = {}  # event id -> (records, completing task's id)
+    ends: list[tuple[int, range, bool]] = []  # (event id, records, failed)
+    # Read by position, not from the events' task ids (the test server fills them in its own
+    # way): a task's commands follow its completed event; a task handles what came before it.
+    started = completed = 0
+    for e in history.events:
+        kind = e.event_type
+        if kind == _E.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = e.event_id
+        elif kind == _E.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            completed = e.event_id
+            tasks.append((started, completed))
+        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            chunk = e.activity_task_scheduled_event_attributes
+            if chunk.activity_type.name == "process_chunk":
+                records = range(*map(int, chunk.activity_id.removeprefix("chunk-").split("-")))
+                starts[e.event_id] = (records, completed)
+        elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            child = e.start_child_workflow_execution_initiated_event_attributes
+            starts[e.event_id] = (segment(child.workflow_id), completed)
+        elif kind in _ENDS:
+            field, refers_to, failed = _ENDS[kind]
+            attrs = getattr(e, f"{field}_event_attributes")
+            start = starts.get(getattr(attrs, f"{refers_to}_event_id"))
+            if start is not None:
+                records = start[0]
+                if kind == _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                    failed = any(record_id(n) in invalid for n in records)
+                ends.append((e.event_id, records, failed))
+    first = next((event_id for event_id, _, failed in ends if failed), None)
+    handling = [task for task in tasks if first is not None and task[0] > first]
+    if not handling:
+        return None
+    started, completed = handling[0]
+    previous = max((s for s, _ in tasks if s < started), default=0)
+    handled = [
+        (records, failed) for event_id, records, failed in ends if previous < event_id < started
+    ]
+    return _FirstFailure(
+        tuple(records for records, failed in handled if failed),
+        sum(1 for _, failed in handled if not failed),
+        sum(1 for _, by in starts.values() if by == completed),
+        sum(1 for _, by in starts.values() if by > completed),
+    )
+
+
+def _check_stops(
+    harness: faults.testing.FaultHarness,
+    request: BatchRequest,
+    workflow_id: str,
+    named: str,
+    invalid: set[str],
+) -> None:
+    """Assert, from the histories, that a fail-fast batch stopped at its first failure.
+
+    It names a record of a failure handled by the first workflow task to handle one, and
+    starts no chunk or child after that task. In that task a lane woken by a success may
+    start its next chunk before the batch cancels the lanes, so the task may start as many
+    as it handled successes. Chunks run as local activities leave no such events: their
+    workflow is not checked.
+    """
+    config, loop = request.config, harness.loop
+    assert loop is not None, "the harness runs no event loop"
+    size = _segment(request.count, config)
+
+    def segment(child_id: str) -> range:
+        start = int(child_id.rsplit("-segment-", 1)[1])
+        return range(start, min(start + size, request.count))
+
+    children = request.count > config.segment_size
+    workflows = [workflow_id] if children or not config.local_activities else []
+    if children and not config.local_activities:
+        workflows += list(loop.run(_shape(harness.client, workflow_id)).children)
+    for wid in workflows:
+        first = loop.run(_first_failure(harness.client, wid, segment, invalid))
+        if first is None:
+            continue
+        went_on = first.started_later + max(0, first.started_then - first.succeeded)
+        assert not went_on, (
+            f"fail-fast {wid} started {went_on} chunk(s) or child(ren) after its first failure, "
+            f"in records {[f'{r.start}-{r.stop}' for r in first.failed]} (history)"
+        )
+        if wid == workflow_id:
+            ranges = [r for r in first.failed if named in map(record_id, r)]
+            assert ranges, (
+                f"fail-fast named {named}, not a record of the first failure it handled: "
+                f"{[f'{r.start}-{r.stop}' for r in first.failed]} (history)"
+            )
+
+
 def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workflow: Any) -> None:
     """Run the scenario and assert the fan-in property (raises ``AssertionError`` if it fails)."""
     request = scenario.request
@@ -305,7 +450,9 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"
         cause = outcome.cause
         if getattr(cause, "type", None) == RECORD_FAILED_TYPE:
-            _check_named(request, str(getattr(cause, "message", "")).split()[1], expected_failed)
+            named = str(getattr(cause, "message", "")).split()[1]
+            _check_named(request, named, expected_failed)
+            _check_stops(harness, request, outcome.workflow_id, named, set(invalid))
         else:
             assert seal_failed, f"batch failed for an unexpected reason: {cause}"
         return

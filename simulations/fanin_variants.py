@@ -5,10 +5,15 @@
   CRM export) collapse into one, and a record is lost.
 * :class:`LossyBatchWorkflow` drops a chunk whose activity failed for good: its
   records are neither stored nor reported failed.
+* :class:`CollectThenFailBatchWorkflow` fails fast only after the fact: it runs a
+  fail-fast batch as a collecting one, every chunk to the end, then fails with its
+  first failed record. Its result names a failed record, but chunks went on being
+  processed after the first failure, which the history shows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Sequence
 from typing import ClassVar
@@ -26,7 +31,9 @@ from patterns.fanout import (
     FanOutSegmentWorkflow,
     RangeRequest,
     RangeResult,
+    RecordFailure,
 )
+from patterns.fanout._workflow import _record_failed
 
 
 class ValueKeyedActivities(FanOutActivities):
@@ -76,3 +83,19 @@ class LossyBatchWorkflow(FanOutBatchWorkflow):
     @workflow.run
     async def run(self, request: BatchRequest) -> BatchResult:
         return await super().run(request)
+
+
+@workflow.defn(name="CollectThenFailBatchWorkflow")
+class CollectThenFailBatchWorkflow(FanOutBatchWorkflow):
+    """A fail-fast batch run to the end as a collecting one, then failed with its first record."""
+
+    @workflow.run
+    async def run(self, request: BatchRequest) -> BatchResult:
+        if request.policy != "fail_fast":
+            return await super().run(request)
+        result = await super().run(dataclasses.replace(request, policy="collect"))
+        failures = result.all_failures()
+        if failures:
+            first = min(failures, key=lambda rid: int(rid.rsplit("-", 1)[1]))
+            raise _record_failed(RecordFailure(first, failures[first]))
+        return result

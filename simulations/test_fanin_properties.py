@@ -14,7 +14,12 @@ import faults.testing
 from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
 
 from .fanin_model import MAX_RECORDS, Scenario, check_fan_in, scenarios
-from .fanin_variants import LossyBatchWorkflow, LossySegmentWorkflow, ValueKeyedActivities
+from .fanin_variants import (
+    CollectThenFailBatchWorkflow,
+    LossyBatchWorkflow,
+    LossySegmentWorkflow,
+    ValueKeyedActivities,
+)
 
 CORRECT = FanOutActivities()
 VALUE_KEYED = ValueKeyedActivities()
@@ -56,7 +61,12 @@ SHRINK = settings(
 )
 
 
-def _counterexample(harness: faults.testing.FaultHarness, database: str, workflow: Any) -> Scenario:
+def _counterexample(
+    harness: faults.testing.FaultHarness,
+    database: str,
+    workflow: Any,
+    policies: tuple[str, ...] = ("collect",),
+) -> Scenario:
     def fails(scenario: Scenario) -> bool:
         try:
             check_fan_in(harness, scenario, workflow)
@@ -64,7 +74,7 @@ def _counterexample(harness: faults.testing.FaultHarness, database: str, workflo
             return True
         return False
 
-    return find(scenarios(database, policies=("collect",)), fails, settings=SHRINK)
+    return find(scenarios(database, policies=policies), fails, settings=SHRINK)
 
 
 def test_a_fan_in_that_deduplicates_by_value_is_caught(fault_harness: Any, database: str) -> None:
@@ -87,3 +97,18 @@ def test_a_fan_in_that_loses_a_failed_chunk_is_caught(fault_harness: Any, databa
     [fault] = found.plan.faults
     assert fault.activity == "process_chunk"
     assert fault.fault in (faults.Fail(retryable=False), faults.Cancel()), found.plan.describe()
+
+
+def test_a_fail_fast_batch_that_goes_on_after_a_failure_is_caught(
+    fault_harness: Any, database: str
+) -> None:
+    harness = _harness(fault_harness, CORRECT, CollectThenFailBatchWorkflow)
+    workflow = CollectThenFailBatchWorkflow.run
+    found = _counterexample(harness, database, workflow, policies=("fail_fast",))
+    # Its error names a failed record, the first of its chunk, as a fail-fast batch's must:
+    # only the history shows that it went on past its first failure.
+    request = dataclasses.replace(found.request, batch_id=faults.testing.unique_id("again"))
+    with pytest.raises(AssertionError, match="first failure") as caught:
+        check_fan_in(harness, Scenario(request, found.plan), workflow)
+    assert "(history)" in str(caught.value)
+    assert len(found.plan.faults) <= 1, found.plan.describe()
