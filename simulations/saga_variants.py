@@ -34,7 +34,6 @@ with workflow.unsafe.imports_passed_through():
         FRAUD_SCREEN_PATCH,
         Compensation,
         CompensationOutcome,
-        InvalidOrderError,
         Order,
         OrderActivities,
         OrderKeys,
@@ -45,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SagaReport,
         SagaSettings,
         order_failure,
-        validate_order,
+        refuse_invalid,
     )
 
 
@@ -161,13 +160,6 @@ class StagedOrder:
         return self.now
 
 
-def _validate(order: Order) -> None:
-    try:
-        validate_order(order)
-    except InvalidOrderError as err:
-        raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
-
-
 async def process_order(
     order: Order, settings: SagaSettings, breakage: Breakage, staged: StagedOrder
 ) -> OrderResult:
@@ -176,12 +168,12 @@ async def process_order(
     ``staged`` is the workflow, whose ``stage`` query this moves on as the order goes.
     """
     if breakage is not Breakage.VALIDATES_LATE:
-        _validate(order)
+        refuse_invalid(order)
     step = functools.partial(_execute, settings=settings, attempts=settings.step_attempts)
     undo = functools.partial(_execute, settings=settings, attempts=settings.compensation_attempts)
     await step(OrderActivities.check_catalog, [item.sku for item in order.items])
     if breakage is Breakage.VALIDATES_LATE:
-        _validate(order)
+        refuse_invalid(order)
     screened_once = breakage is Breakage.SCREENED_ONCE_PER_PROCESS
     screening: Awaitable[Any] | None = None
     if workflow.patched(FRAUD_SCREEN_PATCH):

@@ -55,6 +55,7 @@ def test_saga_chaos_runs_schedules_at_once_and_a_seed_replays_its_faults() -> No
         out = result.stdout
         assert "time-skipping test server" in out
         assert "12 chaos schedules, every invariant held" in out
+        assert "the stage claim asked in one schedule of 10" in out  # seeds 40 and 50
         summary = out[out.index("faults injected:") : out.index("12 chaos schedules")]
         assert "fail" in summary
         summaries.append(summary)

@@ -11,6 +11,7 @@ import pytest
 import faults
 import faults.testing
 from faults import Duplicate, Fail, ScriptedFault, ScriptedPlan
+from patterns._checks import InvariantCheck
 from patterns.saga import (
     DECLINED_CARD,
     FRAUD_LIMIT_CENTS,
@@ -27,6 +28,7 @@ from patterns.saga import (
 )
 from patterns.saga._invariants import (
     INVARIANTS,
+    NOT_ASKED,
     SagaRun,
     ScheduledActivity,
     check_invariants,
@@ -330,6 +332,8 @@ def test_demonstrate_holds_every_invariant(
     )
     assert report.ok, report.checks
     assert len(report.checks) == len(INVARIANTS) and len(report.summary) == 4
+    # The demonstration asks every order its stage claim while its worker runs.
+    assert report.checks[-1].detail == "held for 4 orders", report.checks[-1]
     assert "completed" in report.summary[0] and "OrderFailed" in report.summary[1]
     assert (tmp_path / "saga-services.sqlite").exists() and lines
 
@@ -563,6 +567,29 @@ def test_the_stage_an_order_claims_is_checked_against_its_history() -> None:
     assert set(_stage_checks(dataclasses.replace(charged, stage="charging"))) == {
         "9 says where it ended"
     }
+
+
+def test_a_stage_claim_not_asked_is_reported_as_not_checked() -> None:
+    from patterns.demo._saga import OrderRun, report_of
+
+    untouched = OrderLedger("made-up", 0, 0, {}, {}, 0, [])
+    stock = {"SKU-A": 10}
+    refused = SagaRun(
+        "made-up", "failed", "Refused", SagaSettings(), history(("check_catalog", "failed"))
+    )
+    not_asked = check_invariants(UNSERVED, untouched, refused, stock, stock)[-1]
+    assert not_asked == InvariantCheck("9 says where it ended", True, NOT_ASKED)
+    asked = check_invariants(
+        UNSERVED, untouched, dataclasses.replace(refused, stage="received"), stock, stock
+    )[-1]
+    assert asked == InvariantCheck("9 says where it ended", True, "held")
+
+    def runs(*last: InvariantCheck) -> list[OrderRun]:
+        return [OrderRun("made-up", UNSERVED, "failed", "nothing", (check,)) for check in last]
+
+    assert report_of(runs(not_asked, not_asked)).checks[-1].detail == NOT_ASKED
+    mixed = report_of(runs(asked, not_asked, not_asked)).checks[-1]
+    assert mixed.detail == "held for 1 order (not asked of 2)"
 
 
 def test_an_invalid_order_must_be_refused_at_once_and_not_retried() -> None:

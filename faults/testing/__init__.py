@@ -77,7 +77,7 @@ from ._explore import (
     reproduction,
     shrink,
 )
-from ._harness import FaultHarness, RunOutcome, report_to_hypothesis, unique_id
+from ._harness import FaultHarness, RunOutcome, ask_query, report_to_hypothesis, unique_id
 from ._loopback import (
     ALL_INTERFACES_VARIABLE,
     LoopbackUnavailable,
@@ -93,6 +93,7 @@ __all__ = [
     "FaultHarness",
     "RunOutcome",
     "StuckRun",
+    "ask_query",
     "failing_task",
     "stuck_failures",
     "report_to_hypothesis",

@@ -57,6 +57,26 @@ SURVEYED_ACTIVITIES = 8
 """Pending activities listed per open run in the error of a run that overran."""
 
 
+async def ask_query(
+    handle: temporalio.client.WorkflowHandle[Any, Any],
+    query: str,
+    *,
+    timeout: timedelta = QUERY_TIMEOUT,
+) -> Any:
+    """``query``'s answer from the run of ``handle``, or the exception asking raised.
+
+    A closed run is answered by a worker that replays its history, so ask while the run's
+    worker still runs. A query the workflow does not define, one whose replay diverges and
+    an unreachable server come back as ``WorkflowQueryFailedError``,
+    ``WorkflowQueryRejectedError`` or ``RPCError``, for an oracle to report; any other
+    exception is raised.
+    """
+    try:
+        return await handle.query(query, rpc_timeout=timeout)
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError, RPCError) as err:
+        return err
+
+
 def unique_id(prefix: str) -> str:
     """A workflow id unique to this process run: isolates examples on a shared server."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}-{next(_counter)}"
@@ -435,7 +455,9 @@ class FaultHarness:
                 except asyncio.CancelledError:
                     continue  # cancelled again (run_many stops its other runs): still wait
             raise
-        answers = {name: await self._ask(handle, name) for name in self.queries}
+        # Asked before the run hooks hear the run ended: the pytest plugin may replace the
+        # server (and its workers) then, and a query needs a worker to replay the history.
+        answers = {name: await ask_query(handle, name) for name in self.queries}
         runs = set()
         replays = self._replays
         if replays is not None and next(self._finished) % self.replay_every:
@@ -459,17 +481,6 @@ class FaultHarness:
             answers=answers,
         )
         return outcome
-
-    async def _ask(self, handle: Any, query: str) -> Any:
-        """``query``'s answer from the closed run, or the exception asking raised.
-
-        Asked before the run hooks hear the run ended: a query needs a worker to replay
-        the history, and the pytest plugin may replace the server (and its workers) then.
-        """
-        try:
-            return await handle.query(query, rpc_timeout=QUERY_TIMEOUT)
-        except (WorkflowQueryFailedError, WorkflowQueryRejectedError, RPCError) as err:
-            return err
 
     async def _result(self, handle: Any) -> Any:
         """The run's result, unless its workflow task gets stuck first (raises ``_Stuck``)."""

@@ -22,7 +22,7 @@ import faults.testing
 
 from .._sqlite import ServiceDatabaseError
 from ._breaker import demonstrate as demonstrate_breaker
-from ._chaos import DEFAULT_CONCURRENCY, saga_chaos
+from ._chaos import DEFAULT_CONCURRENCY, STAGE_EVERY, saga_chaos
 from ._explore import explore_saga
 from ._fanout import demonstrate as demonstrate_fanout
 from ._report import Demonstration, DemoReport, Say
@@ -313,7 +313,8 @@ async def _saga_chaos(
         return 1
     say(
         f"\n{result.held} chaos schedules, every invariant held "
-        f"({result.held / result.seconds:.2f} schedules/s, {result.seconds:.0f} s)"
+        f"({result.held / result.seconds:.2f} schedules/s, {result.seconds:.0f} s; "
+        f"the stage claim asked in one schedule of {STAGE_EVERY})"
     )
     return 0
 

@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SagaSettings,
         validate_order,
     )
-from ._workflow import FRAUD_SCREEN_PATCH, OrderSaga, order_failure
+from ._workflow import FRAUD_SCREEN_PATCH, OrderSaga, order_failure, refuse_invalid
 
 __all__ = [
     "order_failure",
@@ -93,5 +93,6 @@ __all__ = [
     "UnknownSku",
     "make_catalog",
     "make_order",
+    "refuse_invalid",
     "validate_order",
 ]

@@ -120,10 +120,7 @@ class OrderSaga:
     @workflow.run
     async def run(self, order: Order, settings: SagaSettings) -> OrderResult:
         """Process ``order``; see the class docstring."""
-        try:
-            validate_order(order)
-        except InvalidOrderError as err:
-            raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
+        refuse_invalid(order)
         skus = [item.sku for item in order.items]
         await _execute(
             OrderActivities.check_catalog, skus, settings=settings, attempts=settings.step_attempts
@@ -198,3 +195,15 @@ class OrderSaga:
             attempts=_UNTIL_DONE,
             activity_id=f"confirm-{next(tries)}",
         )
+
+
+def refuse_invalid(order: Order) -> None:
+    """Fail the order at once if :func:`validate_order` refuses it; call it from workflow code.
+
+    Raises a non-retryable ``ApplicationError`` of type ``InvalidOrder`` that says which
+    field is wrong: retrying cannot mend the input, and no activity has run yet.
+    """
+    try:
+        validate_order(order)
+    except InvalidOrderError as err:
+        raise ApplicationError(str(err), type="InvalidOrder", non_retryable=True) from None
