@@ -9,10 +9,15 @@
   fail-fast batch as a collecting one, every chunk to the end, then fails with its
   first failed record. Its result names a failed record, but chunks went on being
   processed after the first failure, which the history shows.
+
+Not broken, for a pinned case: :class:`LateSegmentBatchWorkflow` runs a batch whose
+second segment child finishes only once it is cancelled, so the child completes despite
+its cancellation every time, with no race to win.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from collections.abc import Sequence
@@ -99,3 +104,28 @@ class CollectThenFailBatchWorkflow(FanOutBatchWorkflow):
             first = min(failures, key=lambda rid: int(rid.rsplit("-", 1)[1]))
             raise _record_failed(RecordFailure(first, failures[first]))
         return result
+
+
+@workflow.defn(name="LateSegmentWorkflow")
+class LateSegmentWorkflow(FanOutSegmentWorkflow):
+    """A segment child whose second segment waits to be cancelled, then runs and completes."""
+
+    @workflow.run
+    async def run(self, request: RangeRequest) -> RangeResult:
+        if request.start == request.batch.config.segment_size:
+            try:
+                await workflow.wait_condition(lambda: False)
+            except asyncio.CancelledError:
+                pass  # as a child that finishes its work before it honours a cancellation
+        return await super().run(request)
+
+
+@workflow.defn(name="LateSegmentBatchWorkflow")
+class LateSegmentBatchWorkflow(FanOutBatchWorkflow):
+    """The batch, with :class:`LateSegmentWorkflow` children."""
+
+    segment_workflow: ClassVar[str] = "LateSegmentWorkflow"
+
+    @workflow.run
+    async def run(self, request: BatchRequest) -> BatchResult:
+        return await super().run(request)

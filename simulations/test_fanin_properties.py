@@ -11,11 +11,20 @@ from hypothesis import strategies as st
 
 import faults
 import faults.testing
-from patterns.fanout import FanOutActivities, FanOutBatchWorkflow, FanOutSegmentWorkflow
+from patterns.fanout import (
+    BatchConfig,
+    BatchRequest,
+    FanOutActivities,
+    FanOutBatchWorkflow,
+    FanOutSegmentWorkflow,
+    invalid_records,
+)
 
 from .fanin_model import MAX_RECORDS, Scenario, check_fan_in, scenarios
 from .fanin_variants import (
     CollectThenFailBatchWorkflow,
+    LateSegmentBatchWorkflow,
+    LateSegmentWorkflow,
     LossyBatchWorkflow,
     LossySegmentWorkflow,
     ValueKeyedActivities,
@@ -112,3 +121,27 @@ def test_a_fail_fast_batch_that_goes_on_after_a_failure_is_caught(
         check_fan_in(harness, Scenario(request, found.plan), workflow)
     assert "(history)" in str(caught.value)
     assert len(found.plan.faults) <= 1, found.plan.describe()
+
+
+def test_a_fail_fast_batch_starts_no_child_after_one_completes_despite_its_cancellation(
+    fault_harness: Any, database: str
+) -> None:
+    """Pinned: the property's draws reach this only when a child wins a race.
+
+    At the first failure the batch cancels its other lanes, but the SDK lets the server
+    decide a cancelled child's outcome: a child that completes anyway returns its result,
+    and its lane once went on to start the next segment, which then ran to the end.
+    """
+    harness = _harness(fault_harness, CORRECT, LateSegmentBatchWorkflow, LateSegmentWorkflow)
+    config = BatchConfig(
+        chunk_size=10, window=1, segment_size=10, child_window=2, record_concurrency=4, io_seconds=0
+    )
+    seed = 1  # no invalid record in segments 10-19 and 20-29: the second segment completes
+    assert not invalid_records(seed, 10, 30)
+    request = BatchRequest(
+        faults.testing.unique_id("late"), seed, 30, database, "fail_fast", config
+    )
+    plan = faults.ScriptedPlan(
+        (faults.ScriptedFault("process_chunk", 1, faults.Fail(retryable=False), "chunk-0-10"),)
+    )
+    check_fan_in(harness, Scenario(request, plan), LateSegmentBatchWorkflow.run)

@@ -59,12 +59,18 @@ def _cause(err: BaseException) -> str:
     return str(err)
 
 
-async def _all(coroutines: Iterable[Awaitable[None]]) -> None:
-    """Run ``coroutines`` concurrently; at the first error cancel the rest and raise it."""
+async def _all(coroutines: Iterable[Awaitable[None]], work: deque[Any]) -> None:
+    """Run lanes that take from ``work`` concurrently; at the first error stop them and raise it.
+
+    The work left is dropped before the lanes are cancelled: cancelling a lane is not enough
+    to stop it, as a chunk or a child that completes despite its cancellation returns its
+    result, and the lane would go on to start the next.
+    """
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
         await asyncio.gather(*tasks)
     except BaseException:
+        work.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -113,7 +119,7 @@ async def fan_out_chunks(request: RangeRequest, fan_in: FanIn) -> RangeResult:
                 raise _record_failed(part.failures[0])
             fan_in.add(part)
 
-    await _all(lane() for _ in range(min(config.window, len(queue))))
+    await _all((lane() for _ in range(min(config.window, len(queue)))), queue)
     return fan_in.result(request.start, request.end)
 
 
@@ -203,5 +209,5 @@ class FanOutBatchWorkflow:
                     continue
                 fan_in.add(part)
 
-        await _all(lane() for _ in range(min(batch.config.child_window, len(queue))))
+        await _all((lane() for _ in range(min(batch.config.child_window, len(queue)))), queue)
         return fan_in.result(whole.start, whole.end)
