@@ -25,6 +25,7 @@ import json
 import statistics
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,8 @@ import faults
 import faults.testing
 from faults import ScriptedFault, ScriptedPlan, Timeout
 from tests.test_fault_shapes import TARGETS, ShapedWorkflow, body_ran
+
+from .test_search_power_bench import machine_info
 
 ROUNDS = 5
 RESULTS = Path(__file__).parent / "results" / "fault_shapes.json"
@@ -49,6 +52,9 @@ def rows(request: pytest.FixtureRequest) -> Iterator[list[dict[str, Any]]]:
         RESULTS.write_text(
             json.dumps(
                 {
+                    "datetime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine_info": machine_info(),
+                    "command": "pytest benchmarks/test_fault_shapes_bench.py --benchmark-only",
                     "what": "real seconds per injected Timeout: run with the timeout minus "
                     "clean run (medians, and fastest rounds), same worker, interleaved rounds",
                     "clock_margin_seconds": faults.CLOCK_MARGIN,
