@@ -118,8 +118,17 @@ def scenarios(
     )
     cancels: list[str] = []
     if cancelling:
+        # Often at the first chunk of one of the two segments that start at once, so that a
+        # fail-fast batch meets the cancelled child before a failure elsewhere.
+        opening = [f"chunk-{c.start}-{c.stop}" for c in _chunk_ranges(count, config)]
+        opening = [k for k in opening if int(k.split("-")[1]) in (0, segment_size)]
         cancels = draw(
-            st.lists(st.sampled_from(keys), min_size=1, max_size=2, unique=True),
+            st.lists(
+                st.sampled_from(opening) | st.sampled_from(keys),
+                min_size=1,
+                max_size=2,
+                unique=True,
+            ),
             label="cancels",
         )
     plan = faults.ScriptedPlan(
@@ -277,6 +286,23 @@ class _FirstFailure:
     """Chunks or children that task started."""
     started_later: int
     """Chunks or children that later tasks started."""
+    left_running: tuple[range, ...]
+    """Records of the chunks or children running when that task started that it did not ask
+    to cancel."""
+
+
+@dataclass
+class _Work:
+    """One chunk activity or segment child, as the history shows it."""
+
+    records: range
+    by: int
+    """The completed event of the workflow task that started it."""
+    running: int = 0
+    """The event from which it runs: a chunk's scheduled event, a child's started event."""
+    ended: int = 0
+    cancelled_by: int = 0
+    """The completed event of the workflow task that asked to cancel it."""
 
 
 _E = EventType
@@ -310,16 +336,21 @@ async def _first_failure(
     workflow_id: str,
     segment: Callable[[str], range],
     invalid: set[str],
+    fail_fast: bool,
 ) -> _FirstFailure | None:
-    """Read the first failure a fail-fast workflow's history shows (``None`` if none was handled).
+    """Read where a workflow's history says it had to stop (``None`` if it never had to).
 
-    A chunk is named by its activity id, a child's records by ``segment(workflow id)``. The
-    first failure is handled by the first completed workflow task started after it.
+    It stops at a request to cancel it, and, if ``fail_fast``, at the first chunk or child
+    that failed, whichever comes first. A chunk is named by its activity id, a child's
+    records by ``segment(workflow id)``. The first completed workflow task started after
+    that event handles it.
     """
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     tasks: list[tuple[int, int]] = []  # (started, completed) event ids of completed tasks
-    starts: dict[int, tuple[range, int]] = {}  # event id -> (records, completing task's id)
+    work: dict[int, _Work] = {}  # by scheduled or initiated event id
+    children: dict[str, int] = {}  # child workflow id -> initiated event id
     ends: list[tuple[int, range, bool]] = []  # (event id, records, failed)
+    cancel_requested = 0
     # Read by position, not from the events' task ids (the test server fills them in its own
     # way): a task's commands follow its completed event; a task handles what came before it.
     started = completed = 0
@@ -334,20 +365,36 @@ async def _first_failure(
             chunk = e.activity_task_scheduled_event_attributes
             if chunk.activity_type.name == "process_chunk":
                 records = range(*map(int, chunk.activity_id.removeprefix("chunk-").split("-")))
-                starts[e.event_id] = (records, completed)
+                work[e.event_id] = _Work(records, completed, running=e.event_id)
         elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             child = e.start_child_workflow_execution_initiated_event_attributes
-            starts[e.event_id] = (segment(child.workflow_id), completed)
+            work[e.event_id] = _Work(segment(child.workflow_id), completed)
+            children[child.workflow_id] = e.event_id
+        elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
+            cancel_requested = cancel_requested or e.event_id
+        elif kind == _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+            initiated = e.child_workflow_execution_started_event_attributes.initiated_event_id
+            if initiated in work:
+                work[initiated].running = e.event_id
+        elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
+            asked = e.activity_task_cancel_requested_event_attributes.scheduled_event_id
+            if asked in work:
+                work[asked].cancelled_by = completed
+        elif kind == _E.EVENT_TYPE_REQUEST_CANCEL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
+            target = e.request_cancel_external_workflow_execution_initiated_event_attributes
+            if target.workflow_execution.workflow_id in children:
+                work[children[target.workflow_execution.workflow_id]].cancelled_by = completed
         elif kind in _ENDS:
             field, refers_to, failed = _ENDS[kind]
             attrs = getattr(e, f"{field}_event_attributes")
-            start = starts.get(getattr(attrs, f"{refers_to}_event_id"))
-            if start is not None:
-                records = start[0]
+            one = work.get(getattr(attrs, f"{refers_to}_event_id"))
+            if one is not None:
                 if kind == _E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-                    failed = any(record_id(n) in invalid for n in records)
-                ends.append((e.event_id, records, failed))
-    first = next((event_id for event_id, _, failed in ends if failed), None)
+                    failed = any(record_id(n) in invalid for n in one.records)
+                one.ended = one.ended or e.event_id
+                ends.append((e.event_id, one.records, failed))
+    stops = [event_id for event_id, _, failed in ends if failed and fail_fast]
+    first = min([*stops[:1], *([cancel_requested] if cancel_requested else [])], default=None)
     handling = [task for task in tasks if first is not None and task[0] > first]
     if not handling:
         return None
@@ -356,11 +403,16 @@ async def _first_failure(
     handled = [
         (records, failed) for event_id, records, failed in ends if previous < event_id < started
     ]
+    running = [
+        w for w in work.values()
+        if w.by < completed and 0 < w.running < started and not 0 < w.ended < started
+    ]  # fmt: skip
     return _FirstFailure(
         tuple(records for records, failed in handled if failed),
         sum(1 for _, failed in handled if not failed),
-        sum(1 for _, by in starts.values() if by == completed),
-        sum(1 for _, by in starts.values() if by > completed),
+        sum(1 for w in work.values() if w.by == completed),
+        sum(1 for w in work.values() if w.by > completed),
+        tuple(w.records for w in running if w.cancelled_by != completed),
     )
 
 
@@ -368,16 +420,18 @@ def _check_stops(
     harness: faults.testing.FaultHarness,
     request: BatchRequest,
     workflow_id: str,
-    named: str,
+    named: str | None,
     invalid: set[str],
 ) -> None:
-    """Assert, from the histories, that a fail-fast batch stopped at its first failure.
+    """Assert, from the histories, that the batch and its children stopped when they had to.
 
-    It names a record of a failure handled by the first workflow task to handle one, and
-    starts no chunk or child after that task. In that task a lane woken by a success may
-    start its next chunk before the batch cancels the lanes, so the task may start as many
-    as it handled successes. Chunks run as local activities leave no such events: their
-    workflow is not checked.
+    A workflow whose cancellation was requested, or a fail-fast one at its first failure,
+    asks to cancel every chunk or child then running, in the workflow task that handles it,
+    and starts none after that task. In that task a lane woken by a success may start its
+    next chunk before the lanes are cancelled, so the task may start as many as it handled
+    successes. A fail-fast batch's error names (``named``) a record of a failure that task
+    handled. Chunks run as local activities leave no such events: their workflow is not
+    checked.
     """
     config, loop = request.config, harness.loop
     assert loop is not None, "the harness runs no event loop"
@@ -391,16 +445,23 @@ def _check_stops(
     workflows = [workflow_id] if children or not config.local_activities else []
     if children and not config.local_activities:
         workflows += list(loop.run(_shape(harness.client, workflow_id)).children)
+    fail_fast = request.policy == "fail_fast"
     for wid in workflows:
-        first = loop.run(_first_failure(harness.client, wid, segment, invalid))
+        first = loop.run(_first_failure(harness.client, wid, segment, invalid, fail_fast))
         if first is None:
             continue
+        why = "first failure" if first.failed else "cancellation"
+        assert not first.left_running, (
+            f"{wid} left chunk(s) or child(ren) running after its {why}, records "
+            f"{[f'{r.start}-{r.stop}' for r in first.left_running]}, not cancelled by the "
+            f"workflow task that handled it (history)"
+        )
         went_on = first.started_later + max(0, first.started_then - first.succeeded)
         assert not went_on, (
-            f"fail-fast {wid} started {went_on} chunk(s) or child(ren) after its first failure, "
+            f"{wid} started {went_on} chunk(s) or child(ren) after its {why}, "
             f"in records {[f'{r.start}-{r.stop}' for r in first.failed]} (history)"
         )
-        if wid == workflow_id:
+        if wid == workflow_id and named is not None:
             ranges = [r for r in first.failed if named in map(record_id, r)]
             assert ranges, (
                 f"fail-fast named {named}, not a record of the first failure it handled: "
@@ -446,13 +507,15 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
         event(f"invalid records: {min(len(invalid), 2)}")
         event(f"segment children cancelled: {min(len(cancelled), 2)}")
 
+    cause = outcome.cause
+    first_named = None
+    if request.policy == "fail_fast" and getattr(cause, "type", None) == RECORD_FAILED_TYPE:
+        first_named = str(getattr(cause, "message", "")).split()[1]
+    _check_stops(harness, request, outcome.workflow_id, first_named, set(invalid))
     if request.policy == "fail_fast" and (expected_failed or seal_failed):
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"
-        cause = outcome.cause
-        if getattr(cause, "type", None) == RECORD_FAILED_TYPE:
-            named = str(getattr(cause, "message", "")).split()[1]
-            _check_named(request, named, expected_failed)
-            _check_stops(harness, request, outcome.workflow_id, named, set(invalid))
+        if first_named is not None:
+            _check_named(request, first_named, expected_failed)
         else:
             assert seal_failed, f"batch failed for an unexpected reason: {cause}"
         return

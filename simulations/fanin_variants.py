@@ -108,16 +108,20 @@ class CollectThenFailBatchWorkflow(FanOutBatchWorkflow):
 
 @workflow.defn(name="LateSegmentWorkflow")
 class LateSegmentWorkflow(FanOutSegmentWorkflow):
-    """A segment child whose second segment waits to be cancelled, then runs and completes."""
+    """A segment child that, for the second segment, completes only once cancelled.
+
+    It runs its segment first, so it starts no chunk after its cancellation.
+    """
 
     @workflow.run
     async def run(self, request: RangeRequest) -> RangeResult:
+        result = await super().run(request)
         if request.start == request.batch.config.segment_size:
             try:
                 await workflow.wait_condition(lambda: False)
             except asyncio.CancelledError:
-                pass  # as a child that finishes its work before it honours a cancellation
-        return await super().run(request)
+                pass  # as a child whose work was done when the cancellation came
+        return result
 
 
 @workflow.defn(name="LateSegmentBatchWorkflow")

@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    TimeoutError,
+    is_cancelled_exception,
+)
 
 # Only this module runs inside the sandbox, once per workflow run; the rest is pure
 # (frozen dataclasses, the fan-in) and passed through rather than re-imported per run.
@@ -110,6 +116,8 @@ async def fan_out_chunks(request: RangeRequest, fan_in: FanIn) -> RangeResult:
             try:
                 part = await _run_chunk(chunk)
             except _CHUNK_FAILURES as err:
+                if is_cancelled_exception(err):
+                    raise  # the workflow is being cancelled: the chunk did not fail
                 reason = f"chunk {chunk.start}-{chunk.end} failed permanently: {_cause(err)}"
                 if batch.policy == "fail_fast":
                     raise _record_failed(RecordFailure(record_id(chunk.start), reason)) from err
