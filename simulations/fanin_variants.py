@@ -10,9 +10,10 @@
   first failed record. Its result names a failed record, but chunks went on being
   processed after the first failure, which the history shows.
 
-Not broken, for a pinned case: :class:`LateSegmentBatchWorkflow` runs a batch whose
-second segment child finishes only once it is cancelled, so the child completes despite
-its cancellation every time, with no race to win.
+Not broken, for pinned cases: :class:`LateSegmentBatchWorkflow` and
+:class:`HeldSegmentBatchWorkflow` run batches whose segment children (the second, or the
+first two) finish only once cancelled, so a child completes despite its cancellation every
+time, with no race to win.
 """
 
 from __future__ import annotations
@@ -106,17 +107,17 @@ class CollectThenFailBatchWorkflow(FanOutBatchWorkflow):
         return result
 
 
-@workflow.defn(name="LateSegmentWorkflow")
-class LateSegmentWorkflow(FanOutSegmentWorkflow):
-    """A segment child that, for the second segment, completes only once cancelled.
+class _HoldsUntilCancelled(FanOutSegmentWorkflow):
+    """A segment child that runs its segment, then, if :meth:`holds` says so, completes only
+    once cancelled: a child that completes despite its cancellation, with no race to win. It
+    starts no chunk after its cancellation."""
 
-    It runs its segment first, so it starts no chunk after its cancellation.
-    """
+    def holds(self, request: RangeRequest) -> bool:
+        raise NotImplementedError
 
-    @workflow.run
     async def run(self, request: RangeRequest) -> RangeResult:
         result = await super().run(request)
-        if request.start == request.batch.config.segment_size:
+        if self.holds(request):
             try:
                 await workflow.wait_condition(lambda: False)
             except asyncio.CancelledError:
@@ -124,11 +125,46 @@ class LateSegmentWorkflow(FanOutSegmentWorkflow):
         return result
 
 
+@workflow.defn(name="LateSegmentWorkflow")
+class LateSegmentWorkflow(_HoldsUntilCancelled):
+    """Holds the batch's second segment."""
+
+    def holds(self, request: RangeRequest) -> bool:
+        return request.start == request.batch.config.segment_size
+
+    @workflow.run
+    async def run(self, request: RangeRequest) -> RangeResult:
+        return await super().run(request)
+
+
 @workflow.defn(name="LateSegmentBatchWorkflow")
 class LateSegmentBatchWorkflow(FanOutBatchWorkflow):
     """The batch, with :class:`LateSegmentWorkflow` children."""
 
     segment_workflow: ClassVar[str] = "LateSegmentWorkflow"
+
+    @workflow.run
+    async def run(self, request: BatchRequest) -> BatchResult:
+        return await super().run(request)
+
+
+@workflow.defn(name="HeldSegmentWorkflow")
+class HeldSegmentWorkflow(_HoldsUntilCancelled):
+    """Holds the batch's first two segments."""
+
+    def holds(self, request: RangeRequest) -> bool:
+        return request.start < 2 * request.batch.config.segment_size
+
+    @workflow.run
+    async def run(self, request: RangeRequest) -> RangeResult:
+        return await super().run(request)
+
+
+@workflow.defn(name="HeldSegmentBatchWorkflow")
+class HeldSegmentBatchWorkflow(FanOutBatchWorkflow):
+    """The batch, with :class:`HeldSegmentWorkflow` children."""
+
+    segment_workflow: ClassVar[str] = "HeldSegmentWorkflow"
 
     @workflow.run
     async def run(self, request: BatchRequest) -> BatchResult:

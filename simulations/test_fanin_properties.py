@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 
 import faults
 import faults.testing
@@ -20,9 +24,11 @@ from patterns.fanout import (
     invalid_records,
 )
 
-from .fanin_model import MAX_RECORDS, Scenario, check_fan_in, scenarios
+from .fanin_model import MAX_RECORDS, Scenario, _check_stops, check_fan_in, scenarios
 from .fanin_variants import (
     CollectThenFailBatchWorkflow,
+    HeldSegmentBatchWorkflow,
+    HeldSegmentWorkflow,
     LateSegmentBatchWorkflow,
     LateSegmentWorkflow,
     LossyBatchWorkflow,
@@ -145,3 +151,47 @@ def test_a_fail_fast_batch_starts_no_child_after_one_completes_despite_its_cance
         (faults.ScriptedFault("process_chunk", 1, faults.Fail(retryable=False), "chunk-0-10"),)
     )
     check_fan_in(harness, Scenario(request, plan), LateSegmentBatchWorkflow.run)
+
+
+def test_a_cancelled_batch_starts_no_segment_after_its_cancellation(
+    fault_harness: Any, database: str
+) -> None:
+    """Pinned: a batch cancelled while its first two children hold until cancelled.
+
+    The children then complete; a cancelled batch once waited for its lanes to end, and a
+    lane whose child completed took the next segment, which then ran to the end.
+    """
+    harness = _harness(fault_harness, CORRECT, HeldSegmentBatchWorkflow, HeldSegmentWorkflow)
+    config = BatchConfig(
+        chunk_size=10, window=1, segment_size=10, child_window=2, record_concurrency=4, io_seconds=0
+    )
+    request = BatchRequest(faults.testing.unique_id("held"), 1, 30, database, "collect", config)
+    assert harness.loop is not None
+
+    async def cancel_once_both_children_run() -> str:
+        handle = await harness.client.start_workflow(
+            HeldSegmentBatchWorkflow.run,
+            request,
+            id=faults.testing.unique_id("held-batch"),
+            task_queue=harness.task_queue,
+        )
+        for _ in range(600):  # both children started (the batch's history says so)
+            history = await handle.fetch_history()
+            started = [
+                e for e in history.events
+                if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED
+            ]  # fmt: skip
+            if len(started) == 2:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the batch's two children did not start within 30 s")
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failed:
+            await asyncio.wait_for(handle.result(), 60)
+        assert isinstance(failed.value.cause, CancelledError), failed.value.cause
+        return handle.id
+
+    workflow_id = harness.loop.run(cancel_once_both_children_run())
+    invalid = set(invalid_records(request.seed, 0, request.count))
+    _check_stops(harness, request, workflow_id, None, invalid)

@@ -66,7 +66,8 @@ def _cause(err: BaseException) -> str:
 
 
 async def _all(coroutines: Iterable[Awaitable[None]], work: deque[Any]) -> None:
-    """Run lanes that take from ``work`` concurrently; at the first error stop them and raise it.
+    """Run lanes that take from ``work`` concurrently; at the first error (or a cancellation of
+    the workflow) stop them and raise it.
 
     The work left is dropped before the lanes are cancelled: cancelling a lane is not enough
     to stop it, as a chunk or a child that completes despite its cancellation returns its
@@ -74,7 +75,13 @@ async def _all(coroutines: Iterable[Awaitable[None]], work: deque[Any]) -> None:
     """
     tasks = [asyncio.ensure_future(c) for c in coroutines]
     try:
-        await asyncio.gather(*tasks)
+        # Not gather(): a cancelled gather waits for every lane to end, and lanes would take
+        # more work meanwhile; wait() lets a cancellation of this workflow in at once.
+        await workflow.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            error = task.exception() if task.done() else None
+            if error is not None:
+                raise error
     except BaseException:
         work.clear()
         for task in tasks:
