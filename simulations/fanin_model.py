@@ -289,6 +289,9 @@ class _FirstFailure:
     left_running: tuple[range, ...]
     """Records of the chunks or children running when that task started that it did not ask
     to cancel."""
+    left_behind: tuple[range, ...]
+    """Records of the children running when that task started that had not ended when the
+    workflow closed (left to the parent close policy)."""
 
 
 @dataclass
@@ -301,6 +304,7 @@ class _Work:
     running: int = 0
     """The event from which it runs: a chunk's scheduled event, a child's started event."""
     ended: int = 0
+    child: bool = False
     cancelled_by: int = 0
     """The completed event of the workflow task that asked to cancel it."""
 
@@ -331,6 +335,15 @@ failed. An activity that completed failed if its chunk holds an invalid record (
 one that was cancelled is not counted: the batch cancels the rest after its first failure."""
 
 
+_CLOSES = (
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    _E.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+)
+
+
 async def _first_failure(
     client: temporalio.client.Client,
     workflow_id: str,
@@ -350,7 +363,7 @@ async def _first_failure(
     work: dict[int, _Work] = {}  # by scheduled or initiated event id
     children: dict[str, int] = {}  # child workflow id -> initiated event id
     ends: list[tuple[int, range, bool]] = []  # (event id, records, failed)
-    cancel_requested = 0
+    cancel_requested = closed = 0
     # Read by position, not from the events' task ids (the test server fills them in its own
     # way): a task's commands follow its completed event; a task handles what came before it.
     started = completed = 0
@@ -368,8 +381,10 @@ async def _first_failure(
                 work[e.event_id] = _Work(records, completed, running=e.event_id)
         elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             child = e.start_child_workflow_execution_initiated_event_attributes
-            work[e.event_id] = _Work(segment(child.workflow_id), completed)
+            work[e.event_id] = _Work(segment(child.workflow_id), completed, child=True)
             children[child.workflow_id] = e.event_id
+        elif kind in _CLOSES:
+            closed = e.event_id
         elif kind == _E.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
             cancel_requested = cancel_requested or e.event_id
         elif kind == _E.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
@@ -413,6 +428,7 @@ async def _first_failure(
         sum(1 for w in work.values() if w.by == completed),
         sum(1 for w in work.values() if w.by > completed),
         tuple(w.records for w in running if w.cancelled_by != completed),
+        tuple(w.records for w in running if w.child and closed and not 0 < w.ended < closed),
     )
 
 
@@ -427,11 +443,11 @@ def _check_stops(
 
     A workflow whose cancellation was requested, or a fail-fast one at its first failure,
     asks to cancel every chunk or child then running, in the workflow task that handles it,
-    and starts none after that task. In that task a lane woken by a success may start its
-    next chunk before the lanes are cancelled, so the task may start as many as it handled
-    successes. A fail-fast batch's error names (``named``) a record of a failure that task
-    handled. Chunks run as local activities leave no such events: their workflow is not
-    checked.
+    starts none after that task, and closes only once those children ended. In that task a
+    lane woken by a success may start its next chunk before the lanes are cancelled, so the
+    task may start as many as it handled successes. A fail-fast batch's error names
+    (``named``) a record of a failure that task handled. Chunks run as local activities
+    leave no such events: their workflow is not checked.
     """
     config, loop = request.config, harness.loop
     assert loop is not None, "the harness runs no event loop"
@@ -455,6 +471,11 @@ def _check_stops(
             f"{wid} left chunk(s) or child(ren) running after its {why}, records "
             f"{[f'{r.start}-{r.stop}' for r in first.left_running]}, not cancelled by the "
             f"workflow task that handled it (history)"
+        )
+        assert not first.left_behind, (
+            f"{wid} closed before the child(ren) it cancelled after its {why} ended, records "
+            f"{[f'{r.start}-{r.stop}' for r in first.left_behind]}: left to the parent close "
+            f"policy (history)"
         )
         went_on = first.started_later + max(0, first.started_then - first.succeeded)
         assert not went_on, (
