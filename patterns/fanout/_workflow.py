@@ -74,6 +74,8 @@ async def _all(coroutines: Iterable[Awaitable[None]], work: deque[Any]) -> None:
     result, and the lane would go on to start the next.
     """
     tasks = [asyncio.ensure_future(c) for c in coroutines]
+    if not tasks:
+        return  # no lane: an empty range (wait() refuses an empty list)
     try:
         # Not gather(): a cancelled gather waits for every lane to end, and lanes would take
         # more work meanwhile; wait() lets a cancellation of this workflow in at once.
