@@ -81,6 +81,7 @@ def _counterexample(
     database: str,
     workflow: Any,
     policies: tuple[str, ...] = ("collect",),
+    sequential: bool = False,
 ) -> Scenario:
     def fails(scenario: Scenario) -> bool:
         try:
@@ -89,7 +90,16 @@ def _counterexample(
             return True
         return False
 
-    return find(scenarios(database, policies=policies), fails, settings=SHRINK)
+    drawn = scenarios(database, policies=policies)
+    if sequential:  # one workflow, one lane: what the batch does next never races a result
+        drawn = drawn.filter(
+            lambda s: (
+                s.request.count <= s.request.config.segment_size
+                and s.request.config.window == 1
+                and not s.request.config.local_activities
+            )
+        )
+    return find(drawn, fails, settings=SHRINK)
 
 
 def test_a_fan_in_that_deduplicates_by_value_is_caught(fault_harness: Any, database: str) -> None:
@@ -119,7 +129,10 @@ def test_a_fail_fast_batch_that_goes_on_after_a_failure_is_caught(
 ) -> None:
     harness = _harness(fault_harness, CORRECT, CollectThenFailBatchWorkflow)
     workflow = CollectThenFailBatchWorkflow.run
-    found = _counterexample(harness, database, workflow, policies=("fail_fast",))
+    # Searched among sequential batches: with two lanes or children, whether it was still
+    # running something at its first failure depends on timing, and a shrunk case could then
+    # fail once and pass when replayed (Hypothesis reports that as flaky).
+    found = _counterexample(harness, database, workflow, policies=("fail_fast",), sequential=True)
     # Its error names a failed record, the first of its chunk, as a fail-fast batch's must:
     # only the history shows that it went on past its first failure.
     request = dataclasses.replace(found.request, batch_id=faults.testing.unique_id("again"))
