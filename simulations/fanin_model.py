@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import temporalio.client
 from hypothesis import currently_in_test_context, event
 from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 
 import faults
 import faults.testing
@@ -120,8 +119,11 @@ def scenarios(
     if cancelling:
         # Often at the first chunk of one of the two segments that start at once, so that a
         # fail-fast batch meets the cancelled child before a failure elsewhere.
-        opening = [f"chunk-{c.start}-{c.stop}" for c in _chunk_ranges(count, config)]
-        opening = [k for k in opening if int(k.split("-")[1]) in (0, segment_size)]
+        opening = [
+            f"chunk-{c.start}-{c.stop}"
+            for c in _chunk_ranges(count, config)
+            if c.start in (0, segment_size)
+        ]
         cancels = draw(
             st.lists(
                 st.sampled_from(opening) | st.sampled_from(keys),
@@ -187,6 +189,17 @@ def _chunk_ranges(count: int, config: BatchConfig) -> list[range]:
     ]
 
 
+def _chunk_records(key: str) -> range:
+    """The records of chunk ``key`` (its activity id, ``chunk-START-END``)."""
+    return range(*map(int, key.removeprefix("chunk-").split("-")))
+
+
+def _segment_records(child_id: str, request: BatchRequest) -> range:
+    """The records of the segment child ``child_id`` (``<batch id>-segment-START``)."""
+    start = int(child_id.rsplit("-segment-", 1)[1])
+    return range(start, min(start + _segment(request.count, request.config), request.count))
+
+
 @dataclass(frozen=True)
 class _Shape:
     """What one workflow's history shows of how it ran its records."""
@@ -201,8 +214,7 @@ class _Shape:
     """Local activities it recorded (markers)."""
 
 
-async def _shape(client: temporalio.client.Client, workflow_id: str) -> _Shape:
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
+def _shape(history: WorkflowHistory) -> _Shape:
     children: list[str] = []
     initiated: list[str] = []
     activities = local = 0
@@ -229,11 +241,19 @@ _LOCAL_ACTIVITY_MARKER = "core_local_activity"
 
 def _check_shape(
     harness: faults.testing.FaultHarness, request: BatchRequest, workflow_id: str, completed: bool
-) -> None:
-    """Assert, from the histories, that the batch ran in the shape its configuration asks for."""
+) -> dict[str, WorkflowHistory]:
+    """Assert, from the histories, that the batch ran in the shape its configuration asks for.
+
+    Returns the histories it read, the batch's and its children's, by workflow id.
+    """
     config, loop = request.config, harness.loop
     assert loop is not None, "the harness runs no event loop"
-    top = loop.run(_shape(harness.client, workflow_id))
+
+    def fetch(wid: str) -> WorkflowHistory:
+        return loop.run(harness.client.get_workflow_handle(wid).fetch_history())
+
+    histories = {workflow_id: fetch(workflow_id)}
+    top = _shape(histories[workflow_id])
     if request.count <= config.segment_size:
         assert not top.initiated, (
             f"a batch of {request.count} <= segment_size {config.segment_size} "
@@ -260,10 +280,12 @@ def _check_shape(
                 f"completed batch started children {list(top.children)}, "
                 f"not the segments {segments} (history)"
             )
-        shapes = [loop.run(_shape(harness.client, c)) for c in top.children]
+        histories.update((c, fetch(c)) for c in top.children)
+        shapes = [_shape(histories[c]) for c in top.children]
     wrong = sum(s.activities if config.local_activities else s.local for s in shapes)
     asked = "local activities" if config.local_activities else "activities"
     assert not wrong, f"chunks asked to run as {asked} ran {wrong} time(s) as the other kind"
+    return histories
 
 
 def _check_named(request: BatchRequest, named: str, expected_failed: set[str]) -> None:
@@ -275,11 +297,11 @@ def _check_named(request: BatchRequest, named: str, expected_failed: set[str]) -
 
 
 @dataclass(frozen=True)
-class _FirstFailure:
-    """What one fail-fast workflow's history shows of its first failure and what followed it."""
+class _Stop:
+    """What one workflow's history shows of where it had to stop and what followed."""
 
     failed: tuple[range, ...]
-    """Records of the failures handled by the first workflow task to handle one."""
+    """Records of the failures handled by the workflow task that handled the stop."""
     succeeded: int
     """Chunks or children whose success that task handled."""
     started_then: int
@@ -344,21 +366,13 @@ _CLOSES = (
 )
 
 
-async def _first_failure(
-    client: temporalio.client.Client,
-    workflow_id: str,
-    segment: Callable[[str], range],
-    invalid: set[str],
-    fail_fast: bool,
-) -> _FirstFailure | None:
+def _stop(history: WorkflowHistory, request: BatchRequest, invalid: set[str]) -> _Stop | None:
     """Read where a workflow's history says it had to stop (``None`` if it never had to).
 
-    It stops at a request to cancel it, and, if ``fail_fast``, at the first chunk or child
-    that failed, whichever comes first. A chunk is named by its activity id, a child's
-    records by ``segment(workflow id)``. The first completed workflow task started after
-    that event handles it.
+    It stops at a request to cancel it, and, under ``fail_fast``, at the first chunk or child
+    that failed, whichever comes first. A chunk is named by its activity id, a child by its
+    workflow id. The first completed workflow task started after that event handles it.
     """
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
     tasks: list[tuple[int, int]] = []  # (started, completed) event ids of completed tasks
     work: dict[int, _Work] = {}  # by scheduled or initiated event id
     children: dict[str, int] = {}  # child workflow id -> initiated event id
@@ -377,11 +391,12 @@ async def _first_failure(
         elif kind == _E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             chunk = e.activity_task_scheduled_event_attributes
             if chunk.activity_type.name == "process_chunk":
-                records = range(*map(int, chunk.activity_id.removeprefix("chunk-").split("-")))
+                records = _chunk_records(chunk.activity_id)
                 work[e.event_id] = _Work(records, completed, running=e.event_id)
         elif kind == _E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             child = e.start_child_workflow_execution_initiated_event_attributes
-            work[e.event_id] = _Work(segment(child.workflow_id), completed, child=True)
+            records = _segment_records(child.workflow_id, request)
+            work[e.event_id] = _Work(records, completed, child=True)
             children[child.workflow_id] = e.event_id
         elif kind in _CLOSES:
             closed = e.event_id
@@ -408,8 +423,10 @@ async def _first_failure(
                     failed = any(record_id(n) in invalid for n in one.records)
                 one.ended = one.ended or e.event_id
                 ends.append((e.event_id, one.records, failed))
-    stops = [event_id for event_id, _, failed in ends if failed and fail_fast]
-    first = min([*stops[:1], *([cancel_requested] if cancel_requested else [])], default=None)
+    stops = [cancel_requested] if cancel_requested else []
+    if request.policy == "fail_fast":
+        stops += [event_id for event_id, _, failed in ends if failed][:1]
+    first = min(stops, default=None)
     handling = [task for task in tasks if first is not None and task[0] > first]
     if not handling:
         return None
@@ -422,7 +439,7 @@ async def _first_failure(
         w for w in work.values()
         if w.by < completed and 0 < w.running < started and not 0 < w.ended < started
     ]  # fmt: skip
-    return _FirstFailure(
+    return _Stop(
         tuple(records for records, failed in handled if failed),
         sum(1 for _, failed in handled if not failed),
         sum(1 for w in work.values() if w.by == completed),
@@ -433,7 +450,7 @@ async def _first_failure(
 
 
 def _check_stops(
-    harness: faults.testing.FaultHarness,
+    histories: dict[str, WorkflowHistory],
     request: BatchRequest,
     workflow_id: str,
     named: str | None,
@@ -447,23 +464,16 @@ def _check_stops(
     lane woken by a success may start its next chunk before the lanes are cancelled, so the
     task may start as many as it handled successes. A fail-fast batch's error names
     (``named``) a record of a failure that task handled. Chunks run as local activities
-    leave no such events: their workflow is not checked.
+    leave no such events: their workflow is not checked. ``histories`` are the batch's and its
+    children's (as :func:`_check_shape` returns them).
     """
-    config, loop = request.config, harness.loop
-    assert loop is not None, "the harness runs no event loop"
-    size = _segment(request.count, config)
-
-    def segment(child_id: str) -> range:
-        start = int(child_id.rsplit("-segment-", 1)[1])
-        return range(start, min(start + size, request.count))
-
+    config = request.config
     children = request.count > config.segment_size
     workflows = [workflow_id] if children or not config.local_activities else []
     if children and not config.local_activities:
-        workflows += list(loop.run(_shape(harness.client, workflow_id)).children)
-    fail_fast = request.policy == "fail_fast"
+        workflows += [wid for wid in histories if wid != workflow_id]
     for wid in workflows:
-        first = loop.run(_first_failure(harness.client, wid, segment, invalid, fail_fast))
+        first = _stop(histories[wid], request, invalid)
         if first is None:
             continue
         why = "first failure" if first.failed else "cancellation"
@@ -494,7 +504,7 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
     """Run the scenario and assert the fan-in property (raises ``AssertionError`` if it fails)."""
     request = scenario.request
     outcome = harness.run(workflow, request, plan=scenario.plan, timeout=RUN_SECONDS)
-    _check_shape(harness, request, outcome.workflow_id, outcome.succeeded)
+    histories = _check_shape(harness, request, outcome.workflow_id, outcome.succeeded)
     ours = [
         i for i in harness.log.records()
         if i.workflow_id == outcome.workflow_id
@@ -503,18 +513,12 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
     failed_chunks = {i.key for i in ours if i.activity == "process_chunk" and _permanent(i)}
     failed_by_a_fail = {i.key for i in ours if i.key in failed_chunks and i.kind == "fail"}
     seal_failed = any(i.activity == "seal_batch" and _permanent(i) for i in ours)
-    in_failed_chunks = {
-        record_id(n)
-        for key in failed_chunks
-        for n in range(*map(int, key.removeprefix("chunk-").split("-")))
-    }
+    in_failed_chunks = {record_id(n) for key in failed_chunks for n in _chunk_records(key)}
     config = request.config
-    segment = _segment(request.count, config)
     cancelled = {  # segment children cancelled at a chunk call (fault log): each failed whole
-        range(start, min(start + segment, request.count))
+        _segment_records(i.workflow_id, request)
         for i in ours
         if i.kind == "cancel" and "-segment-" in i.workflow_id
-        for start in [int(i.workflow_id.rsplit("-segment-", 1)[1])]
     }
     in_cancelled = {record_id(n) for part in cancelled for n in part}
     invalid = invalid_records(request.seed, 0, request.count)
@@ -532,7 +536,7 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
     first_named = None
     if request.policy == "fail_fast" and getattr(cause, "type", None) == RECORD_FAILED_TYPE:
         first_named = str(getattr(cause, "message", "")).split()[1]
-    _check_stops(harness, request, outcome.workflow_id, first_named, set(invalid))
+    _check_stops(histories, request, outcome.workflow_id, first_named, set(invalid))
     if request.policy == "fail_fast" and (expected_failed or seal_failed):
         assert not outcome.succeeded, f"fail-fast batch with failures completed: {outcome.result}"
         if first_named is not None:
@@ -560,7 +564,8 @@ def check_fan_in(harness: faults.testing.FaultHarness, scenario: Scenario, workf
             f"segment {part.start}-{part.stop} was cancelled (fault log); its records report {whys}"
         )
     for key in failed_by_a_fail:  # the reason names the chunk and the fault that failed it
-        start, end = map(int, key.removeprefix("chunk-").split("-"))
+        records = _chunk_records(key)
+        start, end = records.start, records.stop
         if record_id(start) in in_cancelled:
             continue  # its whole segment failed, for the cancellation
         why = reported[record_id(start)]

@@ -24,7 +24,14 @@ from patterns.fanout import (
     invalid_records,
 )
 
-from .fanin_model import MAX_RECORDS, Scenario, _check_stops, check_fan_in, scenarios
+from .fanin_model import (
+    MAX_RECORDS,
+    Scenario,
+    _check_shape,
+    _check_stops,
+    check_fan_in,
+    scenarios,
+)
 from .fanin_variants import (
     CollectThenFailBatchWorkflow,
     HeldSegmentBatchWorkflow,
@@ -207,4 +214,5 @@ def test_a_cancelled_batch_starts_no_segment_after_its_cancellation(
 
     workflow_id = harness.loop.run(cancel_once_both_children_run())
     invalid = set(invalid_records(request.seed, 0, request.count))
-    _check_stops(harness, request, workflow_id, None, invalid)
+    histories = _check_shape(harness, request, workflow_id, completed=False)
+    _check_stops(histories, request, workflow_id, None, invalid)

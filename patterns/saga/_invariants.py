@@ -144,6 +144,11 @@ class SagaRun:
     """Why the ``stage`` query got no answer ('' when it did)."""
 
     @property
+    def stage_asked(self) -> bool:
+        """Whether the ``stage`` claim was asked (answered or not)."""
+        return self.stage is not None or bool(self.stage_error)
+
+    @property
     def unfinished(self) -> frozenset[str]:
         """Names of the compensations the workflow *claims* did not complete."""
         return frozenset(claim.name for claim in self.claims)
@@ -552,8 +557,8 @@ def _refused_at_once(ev: _Evidence, flaw: str) -> list[str]:
 
 def _stage(ev: _Evidence) -> list[str]:
     run = ev.run
-    if run.stage is None and not run.stage_error:
-        return []  # not asked: check_invariants reports it as not checked
+    if not run.stage_asked:
+        return []  # check_invariants reports it as not checked
     if run.stage_error:
         return [f"stage query gave no answer: {run.stage_error}"]
     if run.error_type in ("terminated", "timed_out"):
@@ -637,7 +642,7 @@ def check_invariants(
         _stage(ev),
     ]
     checks = [_check(name, found) for name, found in zip(INVARIANTS, problems, strict=True)]
-    if run.stage is None and not run.stage_error:
+    if not run.stage_asked:
         checks[-1] = InvariantCheck(INVARIANTS[-1], True, NOT_ASKED)
     return checks
 
