@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -262,35 +260,20 @@ class RssSampler:
 @pytest.fixture(scope="module")
 def worker_process(
     temporal_dev_env: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
+) -> Iterator[tuple[faults.testing.WorkerProcess, str]]:
     """A ``python -m faults worker`` process serving the fan-out on the dev server."""
     address = temporal_dev_env.client.service_client.config.target_host
     queue = faults.testing.unique_id("fanout-worker")
-    errors = (tmp_path_factory.mktemp("fanout-worker") / "stderr.txt").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "faults", "worker", "--address", address]
-        + ["--namespace", temporal_dev_env.client.namespace, "--task-queue", queue]
-        + ["--setup", "benchmarks.fanout_worker:registration"],
+    worker = faults.testing.start_worker_process(
+        address,
+        queue,
+        "benchmarks.fanout_worker:registration",
+        namespace=temporal_dev_env.client.namespace,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=errors,
-        text=True,
+        output=tmp_path_factory.mktemp("fanout-worker") / "output.txt",
     )
-    try:
-        assert process.stdout is not None
-        for line in iter(process.stdout.readline, ""):
-            if "ready" in line:
-                break
-        else:  # the process ended without saying it was ready
-            errors.seek(0)
-            pytest.fail(f"the worker process did not start: {errors.read()[-2000:]}")
-        yield process, queue
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        finally:
-            errors.close()
+    with worker:
+        yield worker, queue
 
 
 def test_batch_100k_end_to_end(
@@ -298,7 +281,7 @@ def test_batch_100k_end_to_end(
     throughput: Any,
     temporal_loop: faults.testing.EventLoopThread,
     temporal_dev_env: Any,
-    worker_process: tuple[subprocess.Popen[str], str],
+    worker_process: tuple[faults.testing.WorkerProcess, str],
     database: str,
 ) -> None:
     if benchmark.disabled:

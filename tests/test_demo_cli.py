@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,19 +49,85 @@ def test_a_run_without_workdir_removes_what_it_created(tmp_path: Path) -> None:
 
 
 def test_saga_chaos_runs_schedules_at_once_and_a_seed_replays_its_faults() -> None:
-    """``--chaos N --only saga``: every schedule held, and the same seeds inject the same faults."""
+    """``--chaos N --only saga``: every schedule held, and the same seeds inject the same faults.
+
+    Once with the worker in a process of its own (the default), whose injections reach the
+    summary through its fault log file, and once in the command's own process.
+    """
     summaries = []
-    for _ in range(2):
-        result = demo("--only", "saga", "--chaos", "12", "--seed", "40", "--concurrency", "4")
+    for processes in ("1", "0"):
+        result = demo(
+            *("--only", "saga", "--chaos", "12", "--seed", "40", "--concurrency", "4"),
+            *("--worker-processes", processes),
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
         assert "time-skipping test server" in out
+        assert ("the worker runs in 1 process(es) of its own" in out) == (processes == "1")
         assert "12 chaos schedules, every invariant held" in out
         assert "the stage claim asked in one schedule of 10" in out  # seeds 40 and 50
         summary = out[out.index("faults injected:") : out.index("12 chaos schedules")]
         assert "fail" in summary
         summaries.append(summary)
     assert summaries[0] == summaries[1]
+
+
+def test_saga_chaos_stops_with_the_reason_when_a_worker_process_dies(
+    temporal_loop: Any, tmp_path: Path
+) -> None:
+    """A chaos run whose worker process is SIGKILLed ends with that process's output.
+
+    Its orders would otherwise wait for a worker forever. The kill comes after the
+    process said it was ready, so the run is under way by construction.
+    """
+    from patterns.demo._chaos import saga_chaos
+
+    key = faults.new_plan_key()
+    fault_file = tmp_path / "worker-1.faults.jsonl"
+
+    async def chaos_then_kill() -> BaseException | None:
+        env = await faults.testing.start_environment(
+            "time-skipping", plugins=[faults.FaultPlugin(key=key)]
+        )
+        async with env:
+            run = asyncio.create_task(
+                saga_chaos(
+                    env.client,
+                    seeds=range(1, 100_000),
+                    plan_for=lambda seed: faults.RandomPlan.parse("fail=0.1", seed=seed),
+                    workdir=tmp_path,
+                    say=lambda line: None,
+                    worker_processes=1,
+                    plan_key=key,
+                    progress_seconds=0.2,
+                )
+            )
+            while faults.testing.WORKER_READY not in _text(tmp_path / "worker-1.log"):
+                assert not run.done(), run
+                await asyncio.sleep(0.05)
+            [pid] = [p for p in _pids() if str(fault_file) in _text(Path(f"/proc/{p}/cmdline"))]
+            os.kill(pid, signal.SIGKILL)
+            try:
+                await asyncio.wait_for(run, 60)
+            except faults.testing.WorkerProcessError as err:
+                return err
+            return None
+
+    error = temporal_loop.run(chaos_then_kill(), timeout=120)
+    assert error is not None, "the run should end with the worker process's error"
+    assert "worker process 1 exited with status -9 during the run" in str(error)
+    assert f"its output ({tmp_path / 'worker-1.log'}) ends" in str(error)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:  # not written yet, or the process ended as it was read
+        return ""
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
 
 def test_saga_exploration_runs_each_single_fault_schedule_in_order() -> None:
@@ -90,6 +158,13 @@ def test_a_given_workdir_keeps_the_services_databases(tmp_path: Path) -> None:
         (["--chaos", "-3"], "argument --chaos: -3 is negative"),
         (["--chaos", "5", "--concurrency", "0"], "argument --concurrency: 0 must be >= 1"),
         (["--chaos", "5", "--external-workers"], "argument --external-workers: needs --address"),
+        (["--chaos", "5", "--worker-processes", "-1"], "argument --worker-processes: -1 is"),
+        (
+            ["--chaos", "5", "--only", "saga", "--worker-processes", "2"]
+            + ["--address", "x:1", "--external-workers"],
+            "argument --worker-processes: starts saga chaos workers here",
+        ),
+        (["--worker-processes", "2"], "pass --chaos N and --only saga"),
         (["--workdir", "/nonexistent/dir"], "/nonexistent/dir is not a directory"),
         (["--explore", "-1"], "argument --explore: -1 is negative"),
         (["--explore", "5"], "argument --explore: explores the saga only"),

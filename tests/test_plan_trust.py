@@ -10,9 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -380,21 +377,18 @@ def test_a_plan_bound_to_a_short_key_or_no_workflow_is_refused_with_the_fix() ->
 # --------------------------------------------------------------------------- worker processes
 
 
-def spawn_worker(address: str, task_queue: str, log: Path, **env: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "faults", "worker", "--address", address]
-        + ["--task-queue", task_queue, "--setup", "tests.test_plan_trust:registration"]
-        + ["--log", str(log)],
+def spawn_worker(
+    address: str, task_queue: str, log: Path, **env: str
+) -> faults.testing.WorkerProcess:
+    return faults.testing.start_worker_process(
+        address,
+        task_queue,
+        "tests.test_plan_trust:registration",
+        log=log,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        env={"PYTHONPATH": str(ROOT), **env},
+        output=log.with_suffix(".out"),
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # blocks until the worker is registered (or died)
-    assert "worker ready" in line, f"worker did not start: {line!r}"
-    return process
 
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["key-from-environment", "no-key"])
@@ -404,13 +398,13 @@ def test_the_worker_command_reads_its_key_from_the_environment(
     address = temporal_client.service_client.config.target_host
     queue = unique_id("trust-process")
     env = {} if with_key else {faults.PLAN_KEY_VARIABLE: ""}
-    process = spawn_worker(address, queue, tmp_path / "faults.jsonl", **env)
+    worker = spawn_worker(address, queue, tmp_path / "faults.jsonl", **env)
     workflow_id = unique_id("process")
     try:
         run_signed(temporal_loop, temporal_client, queue, ProbeWorkflow.run, workflow_id)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        status = worker.stop(timeout=60)  # SIGTERM: a clean shutdown
+    stderr = worker.tail(100_000)
     history = events(temporal_loop, temporal_client, workflow_id)
     injected = faults.FaultLog.load(tmp_path / "faults.jsonl")
     if with_key:
@@ -420,7 +414,7 @@ def test_the_worker_command_reads_its_key_from_the_environment(
     else:
         assert injected_failure_types(history) == set() and injected == []
         assert "has no plan key" in stderr and faults.PLAN_KEY_VARIABLE in stderr
-    assert process.returncode == 0
+    assert status == 0
 
 
 # --------------------------------------------------------------------------- injecting()

@@ -11,11 +11,9 @@ record exactly once with no failure but the invalid records.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,30 +40,18 @@ KILLS = 20
 SEED = 20261125
 
 
-def spawn_worker(address: str, task_queue: str, saga_db: Path, **env: str) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "faults",
-            "worker",
-            "--address",
-            address,
-            "--task-queue",
-            task_queue,
-            "--setup",
-            "tests.crash_targets:registration",
-        ],
+def spawn_worker(
+    address: str, task_queue: str, saga_db: Path, **env: str
+) -> faults.testing.WorkerProcess:
+    """A worker process on ``task_queue``, returned once it polls it."""
+    return faults.testing.start_worker_process(
+        address,
+        task_queue,
+        "tests.crash_targets:registration",
         cwd=ROOT,
-        env={**os.environ, "CRASH_SAGA_DB": str(saga_db), "PYTHONPATH": str(ROOT), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        env={"CRASH_SAGA_DB": str(saga_db), "PYTHONPATH": str(ROOT), **env},
+        output=saga_db.with_name(f"{task_queue}-{faults.testing.unique_id('worker')}.log"),
     )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # blocks until the worker is registered (or died)
-    assert "worker ready" in line, f"worker did not start: {line!r}"
-    return process
 
 
 def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 300.0) -> str:
@@ -85,17 +71,71 @@ def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 3
     return path.read_text()
 
 
+def test_connections_read_the_environment_configuration_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cluster's settings come from the environment; an embedded server takes none of them."""
+    monkeypatch.setenv("TEMPORAL_API_KEY", "sk-cluster")
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "orders")
+    cluster = faults.testing.connect_config("127.0.0.1:7233")
+    assert (cluster["api_key"], cluster["tls"], cluster["namespace"]) == (
+        "sk-cluster",
+        True,
+        "orders",
+    )
+    embedded = faults.testing.connect_config("127.0.0.1:7233", environment=False)
+    assert embedded == {"target_host": "127.0.0.1:7233"}
+
+
+def test_a_worker_process_that_cannot_start_says_why(temporal_client: Any, tmp_path: Path) -> None:
+    address = temporal_client.service_client.config.target_host
+    started = time.monotonic()
+    with pytest.raises(faults.testing.WorkerProcessError) as raised:
+        faults.testing.start_worker_process(
+            address, "never-polled", "tests.no_such_module:registration", cwd=ROOT
+        )
+    message = str(raised.value)
+    assert "exited with status 2 before it was ready" in message
+    assert "No module named 'tests.no_such_module'" in message  # the command's own words
+    assert time.monotonic() - started < 60
+    with pytest.raises(ValueError, match="ready_timeout=0 must be > 0"):
+        faults.testing.start_worker_process(address, "q", "x:y", ready_timeout=0)
+
+
+def test_a_worker_process_not_ready_in_time_is_stopped_and_says_so(
+    temporal_client: Any, tmp_path: Path
+) -> None:
+    """A setup that never returns (``signal.pause``): the wait ends at ``ready_timeout``."""
+    address = temporal_client.service_client.config.target_host
+    queue = faults.testing.unique_id("never-ready")
+    with pytest.raises(faults.testing.WorkerProcessError, match="was not ready within 3 s"):
+        faults.testing.start_worker_process(address, queue, "signal:pause", ready_timeout=3)
+    running = [
+        cmdline
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline")
+        if queue in _read_or_empty(cmdline)
+    ]
+    assert running == [], "the process that was not ready should have been stopped"
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_bytes().decode(errors="replace")
+    except OSError:  # the process ended as it was read
+        return ""
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
 def test_worker_process_shuts_down_on_ctrl_c_or_sigterm(
     temporal_client: Any, tmp_path: Path, stop: signal.Signals
 ) -> None:
     address = temporal_client.service_client.config.target_host
-    process = spawn_worker(address, faults.testing.unique_id("stop"), tmp_path / "saga.sqlite")
-    process.send_signal(stop)
+    worker = spawn_worker(address, faults.testing.unique_id("stop"), tmp_path / "saga.sqlite")
+    worker.process.send_signal(stop)
     try:
-        assert process.wait(30) == 0, f"{stop.name} should shut the worker down cleanly"
+        assert worker.process.wait(30) == 0, f"{stop.name} should shut the worker down cleanly"
     finally:
-        process.kill()
+        worker.process.kill()
 
 
 def test_workflows_complete_through_twenty_worker_kills(
@@ -146,10 +186,10 @@ def test_workflows_complete_through_twenty_worker_kills(
             address, task_queue, saga_db, CRASH_GATE=held_at, CRASH_GATE_FILE=str(gate)
         )
         try:
-            held_workflow, held_activity = wait_for_file(gate, worker).split()
+            held_workflow, held_activity = wait_for_file(gate, worker.process).split()
         finally:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+            worker.process.send_signal(signal.SIGKILL)
+            worker.process.wait()
         status = temporal_loop.run(_status(client, held_workflow))
         assert status == "RUNNING", (
             f"kill {kill}: {held_workflow} ({held_activity} held {held_at}) was {status}"
@@ -160,8 +200,7 @@ def test_workflows_complete_through_twenty_worker_kills(
         outcomes = temporal_loop.run(saga_outcomes(handles), timeout=300)
         temporal_loop.run(batch_handle.result(), timeout=300)
     finally:
-        final.terminate()
-        final.wait(30)
+        final.stop()
 
     assert_ledgers_balance(services, orders, outcomes, initial)
     assert_batch_complete(batch)

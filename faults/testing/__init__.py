@@ -29,7 +29,8 @@ this package is what tests and simulations use to drive it, kept apart as
   report types;
 * the pytest plugin (:mod:`faults.testing.pytest_plugin`, registered through the
   package's ``pytest11`` entry point) and the worker command
-  (``python -m faults worker``, :mod:`faults.testing.worker`).
+  (``python -m faults worker``, :mod:`faults.testing.worker`), which
+  :func:`start_worker_process` starts as a :class:`WorkerProcess`.
 """
 
 from ._bridge import EventLoopThread
@@ -84,6 +85,7 @@ from ._loopback import (
     c_compiler,
     loopback_launcher,
 )
+from ._process import WORKER_READY, WorkerProcess, WorkerProcessError, start_worker_process
 from ._rotation import SKIP_RATIO, RotationReport, may_hold_the_clock, open_workflows
 from ._signals import until_interrupted
 from ._stuck import StuckRun, failing_task, stuck_failures
@@ -149,6 +151,11 @@ __all__ = [
     "open_workflows",
     "share_clock_unlocks",
     "shared_clock_unlock",
+    # worker processes
+    "WORKER_READY",
+    "WorkerProcess",
+    "WorkerProcessError",
+    "start_worker_process",
     # asyncio from synchronous tests
     "EventLoopThread",
     "until_interrupted",

@@ -275,12 +275,16 @@ def server_binary(name: Literal["temporal", "temporal-test-server"]) -> str:
     )
 
 
-def connect_config(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+def connect_config(
+    address: str | None = None, namespace: str | None = None, *, environment: bool = True
+) -> dict[str, Any]:
     """Connection settings from the Temporal environment configuration.
 
-    ``address`` and ``namespace`` override what the environment says.
+    ``address`` and ``namespace`` override what the environment says. Without
+    ``environment`` the environment configuration is not read at all (no TLS, API
+    key or profile): what an embedded server on this machine needs.
     """
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config()) if environment else {}
     if address:
         config["target_host"] = address
     if namespace:
@@ -295,12 +299,14 @@ async def connect(
     namespace: str | None = None,
     plugins: Sequence[temporalio.client.Plugin] = (),
     timeout: float = 5.0,
+    environment: bool = True,
 ) -> temporalio.client.Client:
     """Connect to an existing cluster, failing within ``timeout`` seconds if it is unreachable.
 
-    The error names the address but never a credential.
+    The error names the address but never a credential. ``environment`` is
+    :func:`connect_config`'s.
     """
-    config = connect_config(address, namespace)
+    config = connect_config(address, namespace, environment=environment)
     try:
         return await asyncio.wait_for(
             temporalio.client.Client.connect(**config, plugins=list(plugins)), timeout

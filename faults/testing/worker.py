@@ -3,6 +3,10 @@
     python -m faults worker --address 127.0.0.1:7233 --task-queue orders \\
         --setup myproject.worker:registration [--plan '{"kind":"random",...}'] [--log faults.jsonl]
 
+The connection takes TLS, an API key and the rest from the Temporal environment
+configuration, as every client here does; ``--no-environment-config`` connects to
+``--address`` as given (an embedded server on this machine).
+
 ``--setup`` names a function returning ``{"workflows": [...], "activities": [...]}``
 (it may read its own configuration from the environment). The process runs
 until it is stopped: Ctrl-C (SIGINT) or SIGTERM shuts the worker down
@@ -34,6 +38,7 @@ from .._plan import FaultPlanError, plan_from_json, set_max_delay
 from .._plugin import FaultPlugin
 from .._trust import plan_key_from_environment
 from ._embedded import connect
+from ._process import WORKER_READY
 from ._signals import until_interrupted
 
 
@@ -51,7 +56,12 @@ async def _serve(args: argparse.Namespace) -> None:
     plugin = FaultPlugin(
         plan, log=FaultLog(args.log), strict=plan is not None, max_delay=args.max_delay
     )
-    client = await connect(args.address, namespace=args.namespace, plugins=[plugin])
+    client = await connect(
+        args.address,
+        namespace=args.namespace,
+        plugins=[plugin],
+        environment=not args.no_environment_config,
+    )
     worker = Worker(
         client,
         task_queue=args.task_queue,
@@ -63,7 +73,7 @@ async def _serve(args: argparse.Namespace) -> None:
     await asyncio.sleep(0)  # the stop task installs its signal handlers before "ready"
     if stop.done():
         stop.result()  # the handlers could not be installed: say why
-    print(f"worker ready on {args.task_queue}", flush=True)
+    print(f"{WORKER_READY} {args.task_queue}", flush=True)
     run = asyncio.create_task(worker.run())
     await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
     if stop.done():
@@ -81,6 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="run a worker with the fault layer")
     worker.add_argument("--address", required=True, help="host:port of the Temporal frontend")
     worker.add_argument("--namespace", default=None)
+    worker.add_argument(
+        "--no-environment-config",
+        action="store_true",
+        help="connect to --address as given, with no TLS, API key or profile from the Temporal "
+        "environment configuration (an embedded server on this machine)",
+    )
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--setup", required=True, help="package.module:function")
     worker.add_argument("--plan", default=None, help="a default fault plan as JSON")

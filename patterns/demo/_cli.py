@@ -40,6 +40,9 @@ PROGRESS_SECONDS = 3.0
 
 DEFAULT_FAULTS = "fail=0.1,delay=0.05,duplicate=0.1,delay_seconds=0.05"
 
+DEFAULT_WORKER_PROCESSES = 1
+"""Worker processes ``--chaos --only saga`` starts (``--worker-processes``)."""
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -113,6 +116,15 @@ def _parser() -> argparse.ArgumentParser:
         help=f"--chaos --only saga: schedules in flight at once (default {DEFAULT_CONCURRENCY})",
     )
     parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"--chaos --only saga: run the worker in N processes of its own on this machine "
+        f"(default {DEFAULT_WORKER_PROCESSES}: the orders and their checks keep this process's "
+        "core; 0 runs the worker in this process)",
+    )
+    parser.add_argument(
         "--external-workers",
         action="store_true",
         help="--chaos --only saga against --address: start no worker here; worker processes "
@@ -149,8 +161,9 @@ def _server(args: argparse.Namespace, selected: Sequence[str]) -> str:
 
 async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     log = faults.FaultLog()
-    # Client and workers here share one plugin, so a fresh key serves unless worker processes
-    # (--external-workers) must verify this client's plans: they read FAULTS_PLAN_KEY too.
+    # Client and in-process workers share one plugin, so a fresh key serves them; worker
+    # processes get it in their environment (FAULTS_PLAN_KEY), or with --external-workers
+    # read the one their operator gave both sides.
     key = os.environ.get(faults.PLAN_KEY_VARIABLE) or faults.new_plan_key()
     plugin = faults.FaultPlugin(log=log, strict=False, key=key)
     selected = [n for n in PATTERNS if not args.only or n in args.only]
@@ -175,7 +188,9 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
             workdir = Path(keep.enter_context(_scratch_directory()))
         async with env:
             ui_port = _ui_port(env.client) if args.ui and not args.address else None
-            return await _report_or_chaos(env.client, args, plan, selected, workdir, log, ui_port)
+            return await _report_or_chaos(
+                env.client, args, plan, selected, workdir, (log, key), ui_port
+            )
 
 
 def _scratch_directory() -> tempfile.TemporaryDirectory[str]:
@@ -189,12 +204,16 @@ async def _report_or_chaos(
     plan: faults.FaultPlan | None,
     selected: Sequence[str],
     workdir: Path,
-    log: faults.FaultLog,
+    faults_of_run: tuple[faults.FaultLog, str],
     ui_port: int | None,
 ) -> int:
-    """The report of every selected demonstration (or ``--chaos`` runs); the exit status."""
+    """The report of every selected demonstration (or ``--chaos`` runs); the exit status.
+
+    ``faults_of_run`` is the run's fault log and the key its client signs plans with.
+    """
     if args.chaos:
-        return await _chaos(client, args, selected, workdir, log)
+        return await _chaos(client, args, selected, workdir, faults_of_run)
+    log, _ = faults_of_run
     say(f"plan: {plan.describe() if plan else 'no faults'}")
     reports = await _demonstrate(client, selected, args.seed, plan, workdir, say)
     _print_report(reports, log)
@@ -250,11 +269,12 @@ async def _chaos(
     args: argparse.Namespace,
     selected: Sequence[str],
     workdir: Path,
-    log: faults.FaultLog,
+    faults_of_run: tuple[faults.FaultLog, str],
 ) -> int:
     """Run ``args.chaos`` seeded fault schedules; stop at the first violated invariant."""
     if list(selected) == ["saga"]:
-        return await _saga_chaos(client, args, workdir, log)
+        return await _saga_chaos(client, args, workdir, faults_of_run)
+    log, _ = faults_of_run
     started = time.perf_counter()
     for i in range(args.chaos):
         seed = args.seed + i
@@ -284,10 +304,16 @@ async def _chaos(
 
 
 async def _saga_chaos(
-    client: Client, args: argparse.Namespace, workdir: Path, log: faults.FaultLog
+    client: Client,
+    args: argparse.Namespace,
+    workdir: Path,
+    faults_of_run: tuple[faults.FaultLog, str],
 ) -> int:
     """Saga schedules ``args.concurrency`` at a time on one worker (see ``_chaos.py``)."""
+    log, key = faults_of_run
     (workdir / "saga").mkdir(parents=True, exist_ok=True)
+    if args.worker_processes:
+        say(f"the worker runs in {args.worker_processes} process(es) of its own")
     result = await saga_chaos(
         client,
         seeds=range(args.seed, args.seed + args.chaos),
@@ -296,6 +322,10 @@ async def _saga_chaos(
         say=say,
         concurrency=args.concurrency,
         external_workers=args.external_workers,
+        worker_processes=args.worker_processes,
+        plan_key=key,
+        log=log,
+        environment_config=bool(args.address),
     )
     say(log.summary())
     if result.violation is not None:
@@ -394,6 +424,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "argument --external-workers: needs --address, --chaos N and --only saga "
             "(worker processes serve the saga chaos task queue of a cluster)"
         )
+    if args.worker_processes is not None and args.worker_processes < 0:
+        parser.error(
+            f"argument --worker-processes: {args.worker_processes} is negative; pass 0 to run "
+            "the worker in this process, or a number of worker processes"
+        )
+    if args.worker_processes and (args.external_workers or args.only != ["saga"] or not args.chaos):
+        parser.error(
+            "argument --worker-processes: starts saga chaos workers here; pass --chaos N and "
+            "--only saga, and no --external-workers (which starts none)"
+        )
+    if args.worker_processes is None:
+        args.worker_processes = 0 if args.external_workers else DEFAULT_WORKER_PROCESSES
     if args.external_workers and not os.environ.get(faults.PLAN_KEY_VARIABLE):
         parser.error(
             f"argument --external-workers: set {faults.PLAN_KEY_VARIABLE} to one secret in this "
