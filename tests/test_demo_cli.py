@@ -119,6 +119,54 @@ def test_saga_chaos_stops_with_the_reason_when_a_worker_process_dies(
     assert f"its output ({tmp_path / 'worker-1.log'}) ends" in str(error)
 
 
+def test_saga_chaos_moves_to_a_fresh_server_every_rotate_every_schedules(
+    temporal_loop: Any, tmp_path: Path
+) -> None:
+    """Six schedules, two per server: two fresh servers and worker processes, all held."""
+    from patterns.demo._chaos import saga_chaos
+
+    key = faults.new_plan_key()
+    plugin = faults.FaultPlugin(key=key)
+    log = faults.FaultLog()
+    lines: list[str] = []
+    fresh: list[Any] = []
+
+    async def fresh_server() -> Any:
+        env = await faults.testing.start_environment("time-skipping", plugins=[plugin])
+        fresh.append(env)
+        return env
+
+    async def chaos() -> Any:
+        async with await faults.testing.start_environment("time-skipping", plugins=[plugin]) as env:
+            return await saga_chaos(
+                env.client,
+                seeds=range(60, 66),
+                plan_for=lambda seed: faults.RandomPlan.parse("fail=0.2", seed=seed),
+                workdir=tmp_path,
+                say=lines.append,
+                concurrency=2,
+                worker_processes=1,
+                plan_key=key,
+                log=log,
+                fresh_server=fresh_server,
+                rotate_every=2,
+            )
+
+    result = temporal_loop.run(chaos(), timeout=300)
+    assert (result.held, result.violation) == (6, None)
+    assert [line for line in lines if "fresh server" in line] == [
+        "chaos: a fresh server after 2 schedules",
+        "chaos: a fresh server after 4 schedules",
+    ]
+    addresses = {env.client.service_client.config.target_host for env in fresh}
+    assert len(addresses) == 2, "each rotation should start a server of its own"
+    # The third worker process's injections reached the log too: its file holds seeds 64-65.
+    injected = faults.FaultLog.load(tmp_path / "worker-1.faults.jsonl")
+    seeds = {i.workflow_id.removeprefix("saga-demo-order-").split("-")[0] for i in injected}
+    assert seeds >= {"64", "65"}, seeds
+    assert sum(log.counts().values()) == len(injected) > 0
+
+
 def _text(path: Path) -> str:
     try:
         return path.read_bytes().decode(errors="replace")

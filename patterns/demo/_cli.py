@@ -12,10 +12,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.testing import WorkflowEnvironment
 
 import faults
 import faults.testing
@@ -42,6 +43,14 @@ DEFAULT_FAULTS = "fail=0.1,delay=0.05,duplicate=0.1,delay_seconds=0.05"
 
 DEFAULT_WORKER_PROCESSES = 1
 """Worker processes ``--chaos --only saga`` starts (``--worker-processes``)."""
+
+
+class RunFaults(NamedTuple):
+    """A run's fault log, the key its client signs plans with, and the plugin holding both."""
+
+    log: faults.FaultLog
+    key: str
+    plugin: faults.FaultPlugin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -189,7 +198,7 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         async with env:
             ui_port = _ui_port(env.client) if args.ui and not args.address else None
             return await _report_or_chaos(
-                env.client, args, plan, selected, workdir, (log, key), ui_port
+                env.client, args, plan, selected, workdir, RunFaults(log, key, plugin), ui_port
             )
 
 
@@ -204,16 +213,16 @@ async def _report_or_chaos(
     plan: faults.FaultPlan | None,
     selected: Sequence[str],
     workdir: Path,
-    faults_of_run: tuple[faults.FaultLog, str],
+    faults_of_run: RunFaults,
     ui_port: int | None,
 ) -> int:
     """The report of every selected demonstration (or ``--chaos`` runs); the exit status.
 
-    ``faults_of_run`` is the run's fault log and the key its client signs plans with.
+    ``faults_of_run`` is the run's fault log, plan key and plugin.
     """
     if args.chaos:
         return await _chaos(client, args, selected, workdir, faults_of_run)
-    log, _ = faults_of_run
+    log = faults_of_run.log
     say(f"plan: {plan.describe() if plan else 'no faults'}")
     reports = await _demonstrate(client, selected, args.seed, plan, workdir, say)
     _print_report(reports, log)
@@ -269,12 +278,12 @@ async def _chaos(
     args: argparse.Namespace,
     selected: Sequence[str],
     workdir: Path,
-    faults_of_run: tuple[faults.FaultLog, str],
+    faults_of_run: RunFaults,
 ) -> int:
     """Run ``args.chaos`` seeded fault schedules; stop at the first violated invariant."""
     if list(selected) == ["saga"]:
         return await _saga_chaos(client, args, workdir, faults_of_run)
-    log, _ = faults_of_run
+    log = faults_of_run.log
     started = time.perf_counter()
     for i in range(args.chaos):
         seed = args.seed + i
@@ -307,10 +316,14 @@ async def _saga_chaos(
     client: Client,
     args: argparse.Namespace,
     workdir: Path,
-    faults_of_run: tuple[faults.FaultLog, str],
+    faults_of_run: RunFaults,
 ) -> int:
     """Saga schedules ``args.concurrency`` at a time on one worker (see ``_chaos.py``)."""
-    log, key = faults_of_run
+    log, key, plugin = faults_of_run
+
+    async def fresh_server() -> WorkflowEnvironment:
+        return await faults.testing.start_environment("time-skipping", plugins=[plugin])
+
     (workdir / "saga").mkdir(parents=True, exist_ok=True)
     if args.worker_processes:
         say(f"the worker runs in {args.worker_processes} process(es) of its own")
@@ -326,6 +339,9 @@ async def _saga_chaos(
         plan_key=key,
         log=log,
         environment_config=bool(args.address),
+        fresh_server=None
+        if args.address or _server(args, ["saga"]) != "time-skipping"
+        else fresh_server,
     )
     say(log.summary())
     if result.violation is not None:
