@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,36 @@ def _read_or_empty(path: Path) -> str:
         return path.read_bytes().decode(errors="replace")
     except OSError:  # the process ended as it was read
         return ""
+
+
+def test_a_worker_process_ends_when_the_program_that_started_it_is_killed(
+    temporal_client: Any,
+) -> None:
+    """The program dies by SIGKILL, so nothing of its own stops the worker: it sees it gone."""
+    address = temporal_client.service_client.config.target_host
+    queue = faults.testing.unique_id("orphan")
+    program = (
+        "import os, signal, faults.testing\n"
+        f"w = faults.testing.start_worker_process({address!r}, {queue!r}, "
+        f"'tests.test_plan_trust:registration', env={{'PYTHONPATH': {str(ROOT)!r}}})\n"
+        "print(w.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    died = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert died.returncode == -signal.SIGKILL, died.stderr
+    worker = int(died.stdout.split()[0])
+    deadline = time.monotonic() + 60  # bounds a broken run; the worker checks every second
+    while _running(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its program by 60 s"
+        time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it has ended)."""
+    stat = _read_or_empty(Path(f"/proc/{pid}/stat"))
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])

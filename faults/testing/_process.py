@@ -84,13 +84,16 @@ def start_worker_process(
     cwd: str | Path | None = None,
     ready_timeout: float = 60.0,
     environment_config: bool = True,
+    exit_with_parent: bool = True,
 ) -> WorkerProcess:
     """Start ``python -m faults worker`` and return once its worker polls ``task_queue``.
 
     ``setup``, ``namespace`` and ``log`` are the command's ``--setup``,
     ``--namespace`` and ``--log``; without ``environment_config`` it connects to
     ``address`` as given (``--no-environment-config``: no TLS, API key or profile
-    from the environment, as an embedded server on this machine needs). ``env`` is
+    from the environment, as an embedded server on this machine needs). With
+    ``exit_with_parent`` it shuts down once this process has ended, however it
+    ended (``--parent-pid``), so no worker outlives its program. ``env`` is
     added to this process's environment (put ``FAULTS_PLAN_KEY`` there, never on a
     command line). The process's output goes to ``output`` (default: a new
     temporary file). If it exits, or is not ready within ``ready_timeout``
@@ -107,6 +110,8 @@ def start_worker_process(
         command += ["--log", str(log)]
     if not environment_config:
         command.append("--no-environment-config")
+    if exit_with_parent:
+        command += ["--parent-pid", str(os.getpid())]
     if output is None:
         handle, name = tempfile.mkstemp(prefix="faults-worker-", suffix=".log")
         os.close(handle)

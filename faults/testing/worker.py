@@ -5,7 +5,8 @@
 
 The connection takes TLS, an API key and the rest from the Temporal environment
 configuration, as every client here does; ``--no-environment-config`` connects to
-``--address`` as given (an embedded server on this machine).
+``--address`` as given (an embedded server on this machine). With ``--parent-pid``
+the worker shuts down once that process, its parent, has ended, even by SIGKILL.
 
 ``--setup`` names a function returning ``{"workflows": [...], "activities": [...]}``
 (it may read its own configuration from the environment). The process runs
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -73,15 +75,27 @@ async def _serve(args: argparse.Namespace) -> None:
     await asyncio.sleep(0)  # the stop task installs its signal handlers before "ready"
     if stop.done():
         stop.result()  # the handlers could not be installed: say why
+    ends: set[asyncio.Task[Any]] = {stop}
+    if args.parent_pid is not None:
+        ends.add(asyncio.create_task(_until_orphaned(args.parent_pid)))
     print(f"{WORKER_READY} {args.task_queue}", flush=True)
     run = asyncio.create_task(worker.run())
-    await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
-    if stop.done():
-        stop.result()
+    await asyncio.wait({run, *ends}, return_when=asyncio.FIRST_COMPLETED)
+    ended = any(end.done() for end in ends)
+    for end in ends:
+        if end.done():
+            end.result()  # signal handlers that could not be installed raise here
+        else:
+            end.cancel()
+    if ended:
         await worker.shutdown()
-    else:
-        stop.cancel()
     await run  # a worker that failed raises here
+
+
+async def _until_orphaned(parent: int, every: float = 1.0) -> None:
+    """Return once ``parent`` is no longer this process's parent: it has ended."""
+    while os.getppid() == parent:
+        await asyncio.sleep(every)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     worker.add_argument("--task-queue", required=True)
     worker.add_argument("--setup", required=True, help="package.module:function")
+    worker.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="shut down, as on SIGTERM, once process PID is no longer this one's parent "
+        "(the program that started this worker has ended, however it ended)",
+    )
     worker.add_argument("--plan", default=None, help="a default fault plan as JSON")
     worker.add_argument("--log", default=None, help="append injections to this JSON-lines file")
     worker.add_argument(
@@ -109,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the longest delay a fault plan may hold an attempt for (default 300)",
     )
     args = parser.parse_args(argv)
+    if args.parent_pid is not None and args.parent_pid < 1:
+        parser.error(f"argument --parent-pid: {args.parent_pid} is not a process id")
     try:
         if args.max_delay is not None:
             set_max_delay(args.max_delay)
