@@ -167,6 +167,32 @@ def test_saga_chaos_moves_to_a_fresh_server_every_rotate_every_schedules(
     assert sum(log.counts().values()) == len(injected) > 0
 
 
+def test_chaos_command_exits_3_with_the_reason_when_its_worker_process_dies(
+    tmp_path: Path,
+) -> None:
+    command = [sys.executable, "-m", "patterns", "--only", "saga", "--chaos", "100000"]
+    with subprocess.Popen(
+        [*command, "--workdir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as chaos:
+        try:
+            fault_file = str(tmp_path / "saga" / "worker-1.faults.jsonl")
+            deadline = time.monotonic() + 120  # bounds a broken run only
+            while faults.testing.WORKER_READY not in _text(tmp_path / "saga" / "worker-1.log"):
+                assert chaos.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            [pid] = [p for p in _pids() if fault_file in _text(Path(f"/proc/{p}/cmdline"))]
+            os.kill(pid, signal.SIGKILL)
+            _, stderr = chaos.communicate(timeout=120)
+        finally:
+            chaos.kill()
+    assert chaos.returncode == 3, stderr
+    assert "error: worker process 1 exited with status -9 during the run" in stderr
+    assert "Traceback" not in stderr
+
+
 def _text(path: Path) -> str:
     try:
         return path.read_bytes().decode(errors="replace")

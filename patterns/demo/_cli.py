@@ -470,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.explore:
             return _explore(args)
         return asyncio.run(_run(args, plan))
-    except ConnectionError as err:
+    except (ConnectionError, faults.testing.WorkerProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except ServiceDatabaseError as err:
