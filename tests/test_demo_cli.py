@@ -16,6 +16,8 @@ import pytest
 
 import faults
 
+from .processes import pids_running, read_or_empty
+
 
 def demo(*args: str, timeout: float = 300, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TEMPORAL_API_KEY": "sk-demo-secret-do-not-print", **env_vars}
@@ -102,10 +104,10 @@ def test_saga_chaos_stops_with_the_reason_when_a_worker_process_dies(
                     progress_seconds=0.2,
                 )
             )
-            while faults.testing.WORKER_READY not in _text(tmp_path / "worker-1.log"):
+            while faults.testing.WORKER_READY not in read_or_empty(tmp_path / "worker-1.log"):
                 assert not run.done(), run
                 await asyncio.sleep(0.05)
-            [pid] = [p for p in _pids() if str(fault_file) in _text(Path(f"/proc/{p}/cmdline"))]
+            [pid] = pids_running(str(fault_file))
             os.kill(pid, signal.SIGKILL)
             try:
                 await asyncio.wait_for(run, 60)
@@ -180,10 +182,11 @@ def test_chaos_command_exits_3_with_the_reason_when_its_worker_process_dies(
         try:
             fault_file = str(tmp_path / "saga" / "worker-1.faults.jsonl")
             deadline = time.monotonic() + 120  # bounds a broken run only
-            while faults.testing.WORKER_READY not in _text(tmp_path / "saga" / "worker-1.log"):
+            output = tmp_path / "saga" / "worker-1.log"
+            while faults.testing.WORKER_READY not in read_or_empty(output):
                 assert chaos.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
-            [pid] = [p for p in _pids() if fault_file in _text(Path(f"/proc/{p}/cmdline"))]
+            [pid] = pids_running(fault_file)
             os.kill(pid, signal.SIGKILL)
             _, stderr = chaos.communicate(timeout=120)
         finally:
@@ -191,17 +194,6 @@ def test_chaos_command_exits_3_with_the_reason_when_its_worker_process_dies(
     assert chaos.returncode == 3, stderr
     assert "error: worker process 1 exited with status -9 during the run" in stderr
     assert "Traceback" not in stderr
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_bytes().decode(errors="replace")
-    except OSError:  # not written yet, or the process ended as it was read
-        return ""
-
-
-def _pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
 
 
 def test_saga_exploration_runs_each_single_fault_schedule_in_order() -> None:

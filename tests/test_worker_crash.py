@@ -35,6 +35,7 @@ from patterns.saga import (
 
 from .batch_checks import assert_batch_complete
 from .order_ledgers import assert_ledgers_balance, saga_outcomes, start_mixed_orders
+from .processes import pids_running, running
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 20
@@ -55,7 +56,7 @@ def spawn_worker(
     )
 
 
-def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float = 300.0) -> str:
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 300.0) -> str:
     """The text of ``path`` once ``process`` has written it (it holds a call by then).
 
     The timeout only bounds a broken run; the gate is reached by construction.
@@ -111,19 +112,7 @@ def test_a_worker_process_not_ready_in_time_is_stopped_and_says_so(
     queue = faults.testing.unique_id("never-ready")
     with pytest.raises(faults.testing.WorkerProcessError, match="was not ready within 3 s"):
         faults.testing.start_worker_process(address, queue, "signal:pause", ready_timeout=3)
-    running = [
-        cmdline
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline")
-        if queue in _read_or_empty(cmdline)
-    ]
-    assert running == [], "the process that was not ready should have been stopped"
-
-
-def _read_or_empty(path: Path) -> str:
-    try:
-        return path.read_bytes().decode(errors="replace")
-    except OSError:  # the process ended as it was read
-        return ""
+    assert pids_running(queue) == [], "the process that was not ready should have been stopped"
 
 
 def test_a_worker_process_ends_when_the_program_that_started_it_is_killed(
@@ -145,15 +134,9 @@ def test_a_worker_process_ends_when_the_program_that_started_it_is_killed(
     assert died.returncode == -signal.SIGKILL, died.stderr
     worker = int(died.stdout.split()[0])
     deadline = time.monotonic() + 60  # bounds a broken run; the worker checks every second
-    while _running(worker):
+    while running(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived its program by 60 s"
         time.sleep(0.1)
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it has ended)."""
-    stat = _read_or_empty(Path(f"/proc/{pid}/stat"))
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
@@ -46,11 +47,12 @@ DEFAULT_WORKER_PROCESSES = 1
 
 
 class RunFaults(NamedTuple):
-    """A run's fault log, the key its client signs plans with, and the plugin holding both."""
+    """A run's fault log, the key its client signs plans with, and a way to start a fresh
+    server like the run's (``None`` when the run's server is not one to replace)."""
 
     log: faults.FaultLog
     key: str
-    plugin: faults.FaultPlugin
+    fresh_server: Callable[[], Awaitable[WorkflowEnvironment]] | None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -176,6 +178,8 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
     key = os.environ.get(faults.PLAN_KEY_VARIABLE) or faults.new_plan_key()
     plugin = faults.FaultPlugin(log=log, strict=False, key=key)
     selected = [n for n in PATTERNS if not args.only or n in args.only]
+    # Only the time-skipping server slows as it serves runs: a chaos run replaces it.
+    fresh_server: Callable[[], Awaitable[WorkflowEnvironment]] | None = None
     if args.address:
         say(f"connecting to {args.address} ...")
         env = await faults.testing.start_environment(
@@ -183,7 +187,10 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         )
     elif _server(args, selected) == "time-skipping":
         say("starting the embedded Temporal time-skipping test server on 127.0.0.1 ...")
-        env = await faults.testing.start_environment("time-skipping", plugins=[plugin])
+        fresh_server = functools.partial(
+            faults.testing.start_environment, "time-skipping", plugins=[plugin]
+        )
+        env = await fresh_server()
     else:
         say("starting the embedded Temporal dev server on 127.0.0.1 ...")
         env = await faults.testing.start_environment("dev", plugins=[plugin], ui=args.ui)
@@ -198,7 +205,13 @@ async def _run(args: argparse.Namespace, plan: faults.FaultPlan | None) -> int:
         async with env:
             ui_port = _ui_port(env.client) if args.ui and not args.address else None
             return await _report_or_chaos(
-                env.client, args, plan, selected, workdir, RunFaults(log, key, plugin), ui_port
+                env.client,
+                args,
+                plan,
+                selected,
+                workdir,
+                RunFaults(log, key, fresh_server),
+                ui_port,
             )
 
 
@@ -216,10 +229,7 @@ async def _report_or_chaos(
     faults_of_run: RunFaults,
     ui_port: int | None,
 ) -> int:
-    """The report of every selected demonstration (or ``--chaos`` runs); the exit status.
-
-    ``faults_of_run`` is the run's fault log, plan key and plugin.
-    """
+    """The report of every selected demonstration (or ``--chaos`` runs); the exit status."""
     if args.chaos:
         return await _chaos(client, args, selected, workdir, faults_of_run)
     log = faults_of_run.log
@@ -319,11 +329,7 @@ async def _saga_chaos(
     faults_of_run: RunFaults,
 ) -> int:
     """Saga schedules ``args.concurrency`` at a time on one worker (see ``_chaos.py``)."""
-    log, key, plugin = faults_of_run
-
-    async def fresh_server() -> WorkflowEnvironment:
-        return await faults.testing.start_environment("time-skipping", plugins=[plugin])
-
+    log, key, fresh_server = faults_of_run
     (workdir / "saga").mkdir(parents=True, exist_ok=True)
     if args.worker_processes:
         say(f"the worker runs in {args.worker_processes} process(es) of its own")
@@ -339,9 +345,7 @@ async def _saga_chaos(
         plan_key=key,
         log=log,
         environment_config=bool(args.address),
-        fresh_server=None
-        if args.address or _server(args, ["saga"]) != "time-skipping"
-        else fresh_server,
+        fresh_server=fresh_server,
     )
     say(log.summary())
     if result.violation is not None:
